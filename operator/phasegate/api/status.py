@@ -1,0 +1,172 @@
+"""The ``ProgressiveRollout`` status: everything the operator knows, and why it decided.
+
+All progress lives here, so a restarted operator continues where it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from phasegate.api.durations import Duration
+
+
+class StatusModel(BaseModel):
+    # Unknown fields are ignored, not rejected: an older operator must read a newer status.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class State(StrEnum):
+    """The word for the whole release."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    SCHEDULED = "Scheduled"
+    HOLDING = "Holding"
+    PAUSED = "Paused"
+    ROLLED_BACK = "RolledBack"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    INVALID = "Invalid"
+    DEGRADED = "Degraded"
+
+
+class Verdict(StrEnum):
+    """The verdict on one criterion at one evaluation."""
+
+    PASS = "Pass"
+    FAIL = "Fail"
+    NO_DATA = "NoData"
+    ERROR = "Error"
+
+
+class CheckpointVerdict(StrEnum):
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class Action(StrEnum):
+    """What the operator decided."""
+
+    START = "Start"
+    ADVANCE = "Advance"
+    HOLD = "Hold"
+    ROLLBACK = "Rollback"
+    WAIT_FOR_APPROVAL = "WaitForApproval"
+    WAIT_FOR_SCHEDULE = "WaitForSchedule"
+    PAUSE = "Pause"
+    RESUME = "Resume"
+    PROMOTE = "Promote"
+    COMPLETE = "Complete"
+    RESTART = "Restart"
+
+
+class CriterionResult(StatusModel):
+    """One criterion judged once: what was asked, what came back, and the verdict."""
+
+    rule: str = Field(description="successCriteria[i], rollbackTriggers[i] or holdTriggers[i].")
+    metric: str
+    query: str = Field(description="The query as sent, after templating.")
+    stable_query: str | None = None
+    value: float | None = Field(default=None, description="The value judged against the threshold.")
+    values: dict[str, float] | None = Field(default=None, description="Per segment, or canary and stable.")
+    threshold: str
+    verdict: Verdict
+    reason: str
+
+
+class CheckpointRecord(StatusModel):
+    phase: str
+    offset: Duration
+    time: datetime
+    verdict: CheckpointVerdict
+    results: list[CriterionResult] | None = Field(
+        default=None, description="Dropped for the oldest checkpoints to keep status small."
+    )
+
+
+class Decision(StatusModel):
+    action: Action
+    reason: str
+    evidence: list[CriterionResult] = Field(default_factory=list)
+    time: datetime
+    phase: str | None = None
+
+
+class ApprovalRecord(StatusModel):
+    phase: str
+    by: str
+    time: datetime
+
+
+class Condition(StatusModel):
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: datetime
+
+
+class PhaseStatus(StatusModel):
+    """Where the release is. Elapsed = now - startedAt - heldFor (- now - heldSince)."""
+
+    name: str
+    index: int
+    weight: int
+    started_at: datetime | None = Field(
+        default=None, description="When the phase's weight was read back from the route."
+    )
+    held_for: Duration = Field(default=timedelta(0))
+    held_since: datetime | None = Field(
+        default=None, description="Set while the phase clock is stopped."
+    )
+    checkpoints_passed: int = 0
+    checkpoints_judged: int = 0
+    checkpoints_total: int = 0
+    next_checkpoint: Duration | None = None
+
+    def elapsed(self, now: datetime) -> timedelta:
+        if self.started_at is None:
+            return timedelta(0)
+        stopped = now - self.held_since if self.held_since is not None else timedelta(0)
+        return max(timedelta(0), now - self.started_at - self.held_for - stopped)
+
+
+class Breach(StatusModel):
+    """A rule failing since ``since``: what ``for`` windows are measured on."""
+
+    rule: str
+    since: datetime
+
+
+class RolloutStatus(StatusModel):
+    observed_generation: int | None = None
+    revision: str | None = Field(default=None, description="The revision this status is about.")
+    state: State = State.PENDING
+    message: str = ""
+    canary_weight: int | None = Field(default=None, description="As read back from the route.")
+    progress: str | None = Field(default=None, description="Checkpoints passed/total, e.g. 3/6.")
+    current_phase: PhaseStatus | None = None
+    checkpoints: list[CheckpointRecord] = Field(default_factory=list)
+    decision: Decision | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    breaches: list[Breach] = Field(default_factory=list)
+    query_errors: int = Field(default=0, description="Consecutive evaluations with failed queries.")
+    handled_controls: list[str] = Field(
+        default_factory=list, description="Ids of the manual controls already applied."
+    )
+    desired_weight: int | None = Field(
+        default=None, description="The canary weight the operator is setting on the route."
+    )
+    hold_reason: str | None = Field(
+        default=None, description="Why the release holds: HoldTrigger, Gate, MetricsUnavailable."
+    )
+    resume_state: State | None = Field(
+        default=None, description="The state to return to once a Degraded cause clears."
+    )

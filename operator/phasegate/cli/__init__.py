@@ -1,0 +1,1 @@
+"""Command-line entry points: ``phasegate`` and the kubectl plugin ``kubectl-phasegate``."""

@@ -1,0 +1,43 @@
+"""``phasegate validate FILE...``: check manifests offline, like a linter."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from phasegate.api.resource import ProgressiveRollout
+from phasegate.api.validation import validate_rollout
+
+
+def validate_files(paths: list[str], out: TextIO = sys.stdout) -> int:
+    """Print every problem with its file and field path; 1 if any manifest is invalid."""
+    problems = checked = 0
+    for path in paths:
+        try:
+            documents = list(yaml.safe_load_all(Path(path).read_text()))
+        except OSError as error:
+            print(f"{path}: cannot read: {error.strerror}", file=out)
+            problems += 1
+            continue
+        except yaml.YAMLError as error:
+            print(f"{path}: not valid YAML: {error}".replace("\n", " "), file=out)
+            problems += 1
+            continue
+        for index, doc in enumerate(documents):
+            if not ProgressiveRollout.is_rollout(doc):
+                continue
+            checked += 1
+            name = (doc.get("metadata") or {}).get("name") or f"document {index + 1}"
+            _, errors = validate_rollout(doc)
+            for error in errors:
+                print(f"{path}: ProgressiveRollout/{name}: {error}", file=out)
+            problems += bool(errors)
+    if checked == 0 and problems == 0:
+        print("no ProgressiveRollout found in " + ", ".join(paths), file=out)
+        return 1
+    summary = f"{problems} invalid" if problems else "all valid"
+    print(f"{checked} ProgressiveRollout(s) checked, {summary}", file=out)
+    return 1 if problems else 0

@@ -1,0 +1,175 @@
+"""Measurements -> a verdict on one criterion. Pure: the same input, the same verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from scipy.stats import mannwhitneyu
+
+from phasegate.api.spec import Criterion, Metric, NoDataPolicy
+from phasegate.api.status import CriterionResult, Verdict
+from phasegate.engine.inputs import Backend, Measurement, Outcome, QueryRequest
+
+
+class _Verdict(Exception):
+    """Raised inside judging to end early with a non-Pass/Fail verdict."""
+
+    def __init__(self, verdict: Verdict, reason: str) -> None:
+        super().__init__(reason)
+        self.verdict = verdict
+        self.reason = reason
+
+
+def judge(
+    rule: str,
+    criterion: Criterion,
+    metric: Metric,
+    requests: Mapping[Backend, QueryRequest],
+    measurements: Mapping[str, Measurement],
+) -> CriterionResult:
+    """Judge ``criterion`` on the answers to its ``requests``."""
+    canary = requests["canary"]
+    stable = requests.get("stable")
+    result = CriterionResult(
+        rule=rule,
+        metric=criterion.metric,
+        query=canary.query,
+        stable_query=stable.query if stable else None,
+        threshold=criterion.describe_threshold(),
+        verdict=Verdict.ERROR,
+        reason="",
+    )
+    try:
+        got = {b: _answer(measurements, r) for b, r in requests.items()}
+        if criterion.consistency is not None:
+            value, values = _spread(criterion, got["canary"])
+        elif criterion.compare == "stable":
+            value, values = _relative(criterion, got["canary"], got["stable"])
+        else:
+            value, values = _single(got["canary"]), None
+    except _Verdict as early:
+        verdict, reason = early.verdict, early.reason
+        if verdict is Verdict.NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
+            verdict = Verdict(metric.on_no_data.value)
+            reason = f"{reason} (onNoData: {metric.on_no_data.value})"
+        return result.model_copy(update={"verdict": verdict, "reason": reason})
+
+    passed, reason = _threshold(criterion, value)
+    if not passed and criterion.test is not None:
+        # The test can only excuse a breach as noise, never cause one.
+        above = criterion.max is not None and value > criterion.max
+        passed, reason = _significant(criterion, got["canary"], got["stable"], above, reason)
+    return result.model_copy(
+        update={
+            "value": value,
+            "values": values,
+            "verdict": Verdict.PASS if passed else Verdict.FAIL,
+            "reason": reason,
+        }
+    )
+
+
+def _answer(measurements: Mapping[str, Measurement], request: QueryRequest) -> Measurement:
+    answer = measurements.get(request.key)
+    if answer is None:
+        raise _Verdict(Verdict.ERROR, f"no answer for the {request.backend} query")
+    if answer.outcome is Outcome.REJECTED:
+        raise _Verdict(Verdict.ERROR, f"query rejected by Prometheus: {answer.message}")
+    if answer.outcome is Outcome.UNAVAILABLE:
+        raise _Verdict(Verdict.ERROR, f"Prometheus unavailable: {answer.message}")
+    if answer.outcome is Outcome.SEVERAL_SERIES and request.group_by is None:
+        raise _Verdict(
+            Verdict.ERROR,
+            f"the {request.backend} query returned {len(answer.series) or 'several'} series "
+            "where one was expected; aggregate it (e.g. sum(...))",
+        )
+    if answer.outcome is Outcome.NO_DATA or (request.window is None and not answer.series):
+        detail = f": {answer.message}" if answer.message else ""
+        raise _Verdict(Verdict.NO_DATA, f"the {request.backend} query returned no data{detail}")
+    if request.window is not None:
+        samples = [s for s in answer.samples if not math.isnan(s)]
+        if len(samples) < 3:
+            raise _Verdict(
+                Verdict.NO_DATA,
+                f"the {request.backend} query returned {len(samples)} samples; "
+                "the statistical test needs at least 3",
+            )
+    return answer
+
+
+def _single(answer: Measurement) -> float:
+    if len(answer.series) != 1:
+        raise _Verdict(Verdict.ERROR, f"{len(answer.series)} series where one was expected")
+    value = next(iter(answer.series.values()))
+    if math.isnan(value):
+        raise _Verdict(Verdict.NO_DATA, "the query returned NaN")
+    return value
+
+
+def _mean(values: Sequence[float]) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return sum(clean) / len(clean)
+
+
+def _relative(
+    criterion: Criterion, canary: Measurement, stable: Measurement
+) -> tuple[float, dict[str, float]]:
+    if criterion.test is not None:
+        c, s = _mean(canary.samples), _mean(stable.samples)
+    else:
+        c, s = _single(canary), _single(stable)
+    if s == 0:
+        raise _Verdict(
+            Verdict.NO_DATA,
+            f"stable is 0 (canary {c:g}); the relative difference is undefined",
+        )
+    return (c - s) / abs(s), {"canary": c, "stable": s}
+
+
+def _spread(criterion: Criterion, answer: Measurement) -> tuple[float, dict[str, float]]:
+    assert criterion.consistency is not None
+    segments = {k: v for k, v in answer.series.items() if not math.isnan(v)}
+    by = criterion.consistency.by
+    if len(segments) < 2:
+        raise _Verdict(
+            Verdict.NO_DATA,
+            f"{len(segments)} segment(s) by {by!r}; consistency needs at least 2 "
+            f"(does the query keep the {by!r} label, e.g. sum by ({by}) (...)?)",
+        )
+    high, low = max(segments.values()), min(segments.values())
+    if criterion.consistency.absolute:
+        return high - low, segments
+    mean = sum(segments.values()) / len(segments)
+    if mean == 0:
+        raise _Verdict(Verdict.NO_DATA, "the segments' mean is 0; the relative spread is undefined")
+    return (high - low) / abs(mean), segments
+
+
+def _threshold(criterion: Criterion, value: float) -> tuple[bool, str]:
+    if criterion.consistency is not None:
+        limit = criterion.consistency.max_spread
+        ok = value <= limit
+        return ok, f"spread {value:.6g} {'<=' if ok else '>'} {limit:g}"
+    subject = "relative difference" if criterion.compare else "value"
+    if criterion.max is not None and value > criterion.max:
+        return False, f"{subject} {value:.6g} is above max {criterion.max:g}"
+    if criterion.min is not None and value < criterion.min:
+        return False, f"{subject} {value:.6g} is below min {criterion.min:g}"
+    return True, f"{subject} {value:.6g} is {criterion.describe_threshold()}"
+
+
+def _significant(
+    criterion: Criterion, canary: Measurement, stable: Measurement, above: bool, breach: str
+) -> tuple[bool, str]:
+    """Kayenta-style: a breach counts only if Mann-Whitney says canary differs (High/Low)."""
+    assert criterion.test is not None
+    c = [v for v in canary.samples if not math.isnan(v)]
+    s = [v for v in stable.samples if not math.isnan(v)]
+    alpha = 1 - criterion.test.confidence
+    alternative = "greater" if above else "less"
+    p = float(mannwhitneyu(c, s, alternative=alternative).pvalue)
+    if p < alpha:
+        label = "High" if above else "Low"
+        return False, f"{breach}; Mann-Whitney U: {label} (p={p:.3g} < {alpha:.3g})"
+    return True, f"{breach}, but Mann-Whitney U: Pass (p={p:.3g} >= {alpha:.3g}): noise"

@@ -1,0 +1,683 @@
+"""The phase state machine: (spec, status, observations, now) -> evaluation.
+
+Pure and deterministic: no clock, no I/O. The operator calls :func:`evaluate` every
+``spec.interval`` (or sooner, at :attr:`Evaluation.next_evaluation`), applies the weight it
+returns, writes the status when it differs from the one it passed in, and posts the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from phasegate.api.durations import format_duration
+from phasegate.api.spec import Phase, RolloutSpec
+from phasegate.api.status import (
+    Action,
+    ApprovalRecord,
+    Breach,
+    CheckpointRecord,
+    CheckpointVerdict,
+    Condition,
+    CriterionResult,
+    Decision,
+    PhaseStatus,
+    RolloutStatus,
+    State,
+    Verdict,
+)
+from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
+from phasegate.engine.judge import judge
+from phasegate.engine.queries import plan_queries, requests_for, rules_of
+
+DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
+HANDLED_CONTROLS = 32
+WEIGHT_RECHECK = timedelta(seconds=1)
+METRICS_BREACH = "metrics"
+ACTIVE = (State.PROGRESSING, State.HOLDING, State.PAUSED, State.WAITING_FOR_APPROVAL, State.SCHEDULED)
+
+
+class WorkloadAction(StrEnum):
+    PROMOTE = "Promote"  # copy the canary's pod template to the stable Deployment
+    SCALE_DOWN_CANARY = "ScaleDownCanary"
+
+
+class HoldReason(StrEnum):
+    HOLD_TRIGGER = "HoldTrigger"
+    GATE = "Gate"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What to do after one evaluation."""
+
+    status: RolloutStatus
+    weight: int | None  # the canary weight the route must have; None: leave traffic alone
+    workload: WorkloadAction | None
+    events: tuple[Event, ...]
+    next_evaluation: timedelta
+
+
+def queries_needed(spec: RolloutSpec, status: RolloutStatus, namespace: str) -> list[QueryRequest]:
+    """The queries the next evaluation needs: those of the current phase, if it runs."""
+    phase = status.current_phase
+    if status.revision != spec.revision or phase is None or phase.started_at is None:
+        return []
+    if status.state not in ACTIVE or phase.index >= len(spec.phases):
+        return []
+    return plan_queries(spec, namespace, phase.index)
+
+
+def evaluate(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    observations: Observations,
+    now: datetime,
+    *,
+    namespace: str = "default",
+    generation: int | None = None,
+) -> Evaluation:
+    """Decide what the release does next. ``status`` is not modified."""
+    machine = _Machine(spec, status.model_copy(deep=True), observations, now, namespace)
+    machine.run()
+    return machine.result(generation)
+
+
+def invalid(
+    status: RolloutStatus, message: str, now: datetime, *, generation: int | None = None
+) -> Evaluation:
+    """The evaluation for a spec that fails validation: report it, touch no traffic."""
+    s = status.model_copy(deep=True)
+    if s.state is not State.INVALID:
+        s.resume_state = s.state
+    s.state = State.INVALID
+    s.message = f"invalid spec: {message}"
+    s.observed_generation = generation
+    _set_conditions(s, now)
+    changed = s != status
+    events = (Event("Warning", "InvalidSpec", message),) if changed else ()
+    return Evaluation(s, None, None, events, timedelta(seconds=30))
+
+
+@dataclass
+class _Machine:
+    spec: RolloutSpec
+    s: RolloutStatus
+    obs: Observations
+    now: datetime
+    namespace: str
+    events: list[Event] = field(default_factory=list)
+    workload: WorkloadAction | None = None
+    results: dict[str, CriterionResult] = field(default_factory=dict)
+
+    # ---- the steps of one evaluation -------------------------------------------------
+
+    def run(self) -> None:
+        s = self.s
+        if self.obs.route_weight is not None:
+            s.canary_weight = self.obs.route_weight
+        if s.state is State.INVALID:
+            s.state = s.resume_state or State.PENDING
+            s.resume_state = None
+        if s.revision != self.spec.revision:
+            self.restart(
+                f"new revision {self.spec.revision}" if s.revision else "first evaluation",
+                new_revision=s.revision is not None,
+            )
+        before = self.phase_key()
+        for control in self.obs.controls:
+            if control.id not in s.handled_controls:
+                self.control(control)
+                s.handled_controls = [*s.handled_controls, control.id][-HANDLED_CONTROLS:]
+        if self.obs.route_error:
+            self.degrade(self.obs.route_error)
+            return
+        if s.state is State.DEGRADED:
+            self.recover()
+        if self.phase_key() != before:
+            return  # a person moved the release; the measurements were for the old phase
+        self.step()
+
+    def step(self) -> None:
+        s = self.s
+        if s.state is State.PENDING:
+            s.desired_weight = 0
+            if s.canary_weight == 0:
+                self.enter_phase(0, "started")
+            return
+        if s.state is State.PROMOTING:
+            self.promoting()
+            return
+        if s.state not in ACTIVE:
+            return
+        cp = s.current_phase
+        if cp is not None and cp.started_at is None and s.state is State.PROGRESSING:
+            if s.canary_weight != cp.weight:
+                return  # the phase clock starts once the route shows the weight
+            cp.started_at = self.now
+            self.event("Normal", "PhaseStarted", f"{cp.name} {cp.weight}%: phase started")
+        if cp is not None and cp.started_at is not None:
+            self.judge_rules(self.spec.phases[cp.index])
+            if self.check_metrics() or self.check_rollback():
+                return
+        if s.state is State.PROGRESSING and cp is not None:
+            if self.check_hold():
+                return
+            self.checkpoints()
+        elif s.state in (State.WAITING_FOR_APPROVAL, State.SCHEDULED):
+            self.enter_phase(self.next_index(), "gate opened")
+
+    def judge_rules(self, phase: Phase) -> None:
+        measurements = self.obs.measurements
+        for rule_id, rule in rules_of(phase):
+            requests = requests_for(self.spec, self.namespace, phase, rule)
+            metric = self.spec.metric(rule.metric)
+            self.results[rule_id] = judge(rule_id, rule, metric, requests, measurements)
+
+    def check_metrics(self) -> bool:
+        """Track consecutive query errors; hold (or roll back) when they last too long."""
+        s = self.s
+        errors = [r for r in self.results.values() if r.verdict is Verdict.ERROR]
+        if not errors:
+            self.close_breach(METRICS_BREACH)
+            if s.state is State.HOLDING and s.hold_reason == HoldReason.METRICS_UNAVAILABLE:
+                self.resume_clock()
+                s.state, s.hold_reason = State.PROGRESSING, None
+                self.decide(Action.RESUME, "metrics are available again", [])
+                self.event("Normal", "MetricsAvailable", "metrics are available again; continuing")
+            return False
+        since = self.open_breach(METRICS_BREACH)
+        limit = self.spec.interval * (self.spec.max_query_errors - 1)
+        if self.now - since < limit or s.state is not State.PROGRESSING:
+            return False
+        reason = (
+            f"{len(errors)} metric queries failing for {format_duration(self.now - since)} "
+            f"({self.spec.max_query_errors} evaluations): {errors[0].reason}"
+        )
+        if self.spec.rollback_on_metrics_unavailable:
+            self.rollback(reason, errors)
+        else:
+            self.hold(HoldReason.METRICS_UNAVAILABLE, reason, errors, lower_weight=False)
+        return True
+
+    def check_rollback(self) -> bool:
+        phase = self.spec.phases[self.current.index]
+        fired: list[tuple[str, timedelta]] = []
+        for i, trigger in enumerate(phase.rollback_triggers):
+            rule = f"rollbackTriggers[{i}]"
+            if self.sustained(rule, trigger.for_):
+                fired.append((rule, trigger.for_))
+        if self.spec.breach_rollback_after is not None:
+            for i, _ in enumerate(phase.success_criteria):
+                rule = f"successCriteria[{i}]"
+                if self.sustained(rule, self.spec.breach_rollback_after):
+                    fired.append((rule, self.spec.breach_rollback_after))
+        if not fired:
+            return False
+        self.rollback(self.explain(fired), [self.results[rule] for rule, _ in fired])
+        return True
+
+    def check_hold(self) -> bool:
+        phase = self.spec.phases[self.current.index]
+        fired = [
+            (f"holdTriggers[{i}]", t.for_)
+            for i, t in enumerate(phase.hold_triggers)
+            if self.sustained(f"holdTriggers[{i}]", t.for_)
+        ]
+        if not fired or self.current.started_at is None:
+            return False
+        evidence = [self.results[rule] for rule, _ in fired]
+        self.hold(HoldReason.HOLD_TRIGGER, self.explain(fired), evidence, lower_weight=True)
+        return True
+
+    def checkpoints(self) -> None:
+        """Judge every checkpoint that is due, then the gate at the end of the phase."""
+        cp = self.current
+        if cp.started_at is None:
+            return
+        phase = self.spec.phases[cp.index]
+        offsets = phase.checkpoint_offsets
+        elapsed = cp.elapsed(self.now)
+        criteria = [self.results[f"successCriteria[{i}]"] for i in range(len(phase.success_criteria))]
+        # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
+        deferred = any(r.verdict is Verdict.ERROR for r in criteria)
+        while not deferred and cp.checkpoints_judged < len(offsets):
+            offset = offsets[cp.checkpoints_judged]
+            if offset > elapsed:
+                break
+            self.record_checkpoint(phase, offset, criteria)
+        cp.next_checkpoint = (
+            offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else None
+        )
+        self.s.progress = f"{cp.checkpoints_passed}/{cp.checkpoints_total}"
+        if cp.checkpoints_judged == len(offsets) and elapsed >= phase.duration:
+            if cp.checkpoints_passed == len(offsets):
+                self.advance(f"{phase.name}: all {len(offsets)} checkpoints passed")
+            else:
+                failed = len(offsets) - cp.checkpoints_passed
+                last_failed = [
+                    r
+                    for c in self.s.checkpoints
+                    if c.phase == phase.name and c.verdict is not CheckpointVerdict.PASSED
+                    for r in (c.results or [])
+                    if r.verdict is not Verdict.PASS
+                ]
+                self.hold(
+                    HoldReason.GATE,
+                    f"{phase.name} ended with {failed} of {len(offsets)} checkpoints not passed; "
+                    "promote, retry or abort",
+                    last_failed[-len(criteria) :] if criteria else [],
+                    lower_weight=True,
+                )
+        else:
+            self.s.message = self.progress_message(phase)
+
+    def record_checkpoint(
+        self, phase: Phase, offset: timedelta, criteria: list[CriterionResult]
+    ) -> None:
+        cp = self.current
+        verdicts = {r.verdict for r in criteria}
+        if Verdict.FAIL in verdicts:
+            verdict = CheckpointVerdict.FAILED
+        elif verdicts <= {Verdict.PASS}:
+            verdict = CheckpointVerdict.PASSED
+        else:
+            verdict = CheckpointVerdict.INCONCLUSIVE
+        record = CheckpointRecord(
+            phase=phase.name, offset=offset, time=self.now, verdict=verdict, results=criteria
+        )
+        records = [*self.s.checkpoints, record]
+        for old in records[:-DETAILED_CHECKPOINTS]:
+            old.results = None
+        self.s.checkpoints = records
+        cp.checkpoints_judged += 1
+        position = f"{cp.checkpoints_judged}/{cp.checkpoints_total}"
+        if verdict is CheckpointVerdict.PASSED:
+            cp.checkpoints_passed += 1
+            self.event("Normal", "CheckpointPassed", f"{phase.name} checkpoint {position} passed")
+        else:
+            why = "; ".join(f"{r.metric}: {r.reason}" for r in criteria if r.verdict is not Verdict.PASS)
+            self.event(
+                "Warning",
+                f"Checkpoint{verdict.value}",
+                f"{phase.name} checkpoint {position} {verdict.value.lower()}: {why}",
+            )
+
+    # ---- transitions ------------------------------------------------------------------
+
+    def restart(self, reason: str, *, new_revision: bool) -> None:
+        s = self.s
+        if new_revision:
+            s.approvals = []
+            self.decide(Action.RESTART, reason, [])
+            self.event("Normal", "Restarted", f"{reason}: canary to 0%, then the first phase")
+        s.revision = self.spec.revision
+        s.state = State.PENDING
+        s.current_phase = None
+        s.checkpoints = []
+        s.breaches = []
+        s.hold_reason = None
+        s.resume_state = None
+        s.progress = None
+        s.desired_weight = 0
+        s.message = f"starting {self.spec.revision}: waiting for the route to show canary 0%"
+
+    def enter_phase(self, index: int, reason: str) -> None:
+        s = self.s
+        phase = self.spec.phases[index]
+        if phase.approval is not None:
+            approved = {a.by for a in s.approvals if a.phase == phase.name}
+            missing = [g for g in phase.approval.required if g not in approved]
+            if missing:
+                message = f"waiting for approval of {phase.name} by {', '.join(missing)}"
+                if s.state is not State.WAITING_FOR_APPROVAL:
+                    s.state = State.WAITING_FOR_APPROVAL
+                    self.decide(Action.WAIT_FOR_APPROVAL, message, [], phase.name)
+                    self.event("Normal", "WaitingForApproval", message)
+                s.message = message
+                return
+        if phase.not_before is not None and self.now < phase.not_before:
+            if s.state is not State.SCHEDULED:
+                s.state = State.SCHEDULED
+                message = f"{phase.name} not before {phase.not_before.isoformat()}"
+                self.decide(Action.WAIT_FOR_SCHEDULE, message, [], phase.name)
+                self.event("Normal", "Scheduled", message)
+                s.message = message
+            return
+        previous = s.current_phase
+        s.current_phase = PhaseStatus(
+            name=phase.name,
+            index=index,
+            weight=phase.weight,
+            checkpoints_total=len(phase.checkpoint_offsets),
+            next_checkpoint=phase.checkpoint_offsets[0],
+        )
+        s.state = State.PROGRESSING
+        s.hold_reason = None
+        s.breaches = []
+        s.desired_weight = phase.weight
+        s.progress = f"0/{len(phase.checkpoint_offsets)}"
+        action = Action.ADVANCE if previous is not None else Action.START
+        word = "advanced to" if previous is not None else "started"
+        self.decide(action, f"{word} {phase.name} ({phase.weight}%): {reason}", [], phase.name)
+        self.event("Normal", "PhaseChanged", f"{word} {phase.name}: canary {phase.weight}% ({reason})")
+        if s.canary_weight == phase.weight:
+            s.current_phase.started_at = self.now
+        s.message = self.progress_message(phase)
+
+    def advance(self, reason: str) -> None:
+        following = self.current.index + 1
+        if following >= len(self.spec.phases):
+            self.complete(reason)
+        else:
+            self.enter_phase(following, reason)
+
+    def complete(self, reason: str) -> None:
+        s = self.s
+        if self.spec.stable.deployment is not None:
+            s.state = State.PROMOTING
+            s.message = "promoting: the stable Deployment takes the canary's pod template"
+            self.decide(Action.PROMOTE, f"all phases done: {reason}", [])
+            self.event("Normal", "Promoting", s.message)
+            self.promoting()
+            return
+        s.state = State.SUCCEEDED
+        weight = s.desired_weight
+        s.message = (
+            f"all phases passed; the route keeps canary {weight}%. Promoting the canary to "
+            "stable is yours to do (or set deployment: on stable and canary)"
+        )
+        self.decide(Action.COMPLETE, f"all phases done: {reason}", [])
+        self.event("Normal", "Succeeded", s.message)
+
+    def promoting(self) -> None:
+        s = self.s
+        self.workload = WorkloadAction.PROMOTE
+        if not self.obs.promotion_done:
+            return
+        s.desired_weight = 0
+        if s.canary_weight == 0:
+            s.state = State.SUCCEEDED
+            s.message = "promoted: stable runs the new revision with 100% of traffic"
+            self.workload = WorkloadAction.SCALE_DOWN_CANARY
+            self.decide(Action.COMPLETE, s.message, [])
+            self.event("Normal", "Succeeded", s.message)
+
+    def hold(
+        self, why: HoldReason, reason: str, evidence: list[CriterionResult], *, lower_weight: bool
+    ) -> None:
+        s = self.s
+        s.state = State.HOLDING
+        s.hold_reason = why.value
+        self.stop_clock()
+        if lower_weight and self.spec.hold_weight is not None and s.desired_weight is not None:
+            s.desired_weight = min(self.spec.hold_weight, s.desired_weight)
+        s.message = f"holding at canary {s.desired_weight}%: {reason}"
+        self.decide(Action.HOLD, reason, evidence)
+        self.event("Warning", "Holding", s.message)
+
+    def rollback(self, reason: str, evidence: list[CriterionResult]) -> None:
+        s = self.s
+        s.state = State.ROLLED_BACK
+        s.hold_reason = None
+        s.desired_weight = 0
+        self.stop_clock()
+        s.message = f"rolled back: {reason}. Retry, or change spec.revision"
+        self.decide(Action.ROLLBACK, reason, evidence)
+        self.event("Warning", "RolledBack", s.message)
+
+    def degrade(self, reason: str) -> None:
+        s = self.s
+        if s.state is not State.DEGRADED:
+            s.resume_state = s.state
+            s.state = State.DEGRADED
+            if s.resume_state is State.PROGRESSING:
+                self.stop_clock()
+            self.event("Warning", "Degraded", reason)
+        s.message = f"{reason}; traffic left as it is"
+
+    def recover(self) -> None:
+        s = self.s
+        s.state = s.resume_state or State.PENDING
+        s.resume_state = None
+        if s.state is State.PROGRESSING:
+            self.resume_clock()
+        self.event("Normal", "Recovered", "the route is readable again")
+
+    # ---- manual controls ----------------------------------------------------------------
+
+    def control(self, c: Control) -> None:
+        s = self.s
+        by = f" by {c.by}"
+        if c.action is ControlAction.APPROVE:
+            self.approve(c)
+        elif c.action is ControlAction.ABORT:
+            if s.state in (State.ROLLED_BACK, State.SUCCEEDED):
+                self.ignored(c, f"the release is {s.state.value}")
+            else:
+                self.rollback(f"aborted{by}" + (f": {c.reason}" if c.reason else ""), [])
+        elif c.action is ControlAction.RETRY:
+            self.restart(f"retried{by}", new_revision=False)
+            self.decide(Action.RESTART, f"retried{by}", [])
+            self.event("Normal", "Restarted", f"retried{by}: canary to 0%, then the first phase")
+        elif c.action is ControlAction.PAUSE:
+            if s.state in (State.PROGRESSING, State.HOLDING) and s.current_phase is not None:
+                s.state, s.hold_reason = State.PAUSED, None
+                self.stop_clock()
+                s.message = f"paused{by} at canary {s.desired_weight}%; resume to continue"
+                self.decide(Action.PAUSE, f"paused{by}", [])
+                self.event("Normal", "Paused", s.message)
+            else:
+                self.ignored(c, f"only a progressing release pauses; it is {s.state.value}")
+        elif c.action is ControlAction.RESUME:
+            self.resume(c)
+        elif c.action in (ControlAction.PROMOTE, ControlAction.PROMOTE_FULL):
+            if s.state not in ACTIVE or s.current_phase is None:
+                self.ignored(c, f"nothing to promote while {s.state.value}")
+                return
+            self.resume_clock()
+            self.s.hold_reason = None
+            if c.action is ControlAction.PROMOTE_FULL:
+                self.complete(f"fully promoted{by}")
+            else:
+                self.advance(f"promoted{by}")
+
+    def approve(self, c: Control) -> None:
+        phase = next((p for p in self.spec.phases if p.name == c.phase), None)
+        if phase is None or phase.approval is None:
+            self.ignored(c, f"phase {c.phase!r} has no approval gate")
+        elif c.by not in phase.approval.required:
+            groups = ", ".join(phase.approval.required)
+            self.ignored(c, f"{c.by!r} is not an approver of {phase.name} ({groups})")
+        elif any(a.phase == phase.name and a.by == c.by for a in self.s.approvals):
+            return
+        else:
+            record = ApprovalRecord(phase=phase.name, by=c.by, time=self.now)
+            self.s.approvals = [*self.s.approvals, record]
+            self.event("Normal", "Approved", f"{phase.name} approved by {c.by}")
+
+    def resume(self, c: Control) -> None:
+        s = self.s
+        if s.state not in (State.PAUSED, State.HOLDING):
+            self.ignored(c, f"nothing to resume while {s.state.value}")
+            return
+        if s.hold_reason == HoldReason.GATE:
+            self.ignored(c, "the phase ended without passing its checkpoints; promote, retry or abort")
+            return
+        cp = self.current
+        self.resume_clock()
+        s.state, s.hold_reason = State.PROGRESSING, None
+        s.desired_weight = cp.weight
+        s.breaches = [b for b in s.breaches if not b.rule.startswith("holdTriggers")]
+        self.decide(Action.RESUME, f"resumed by {c.by}", [])
+        self.event("Normal", "Resumed", f"resumed by {c.by}: canary back to {cp.weight}%")
+        s.message = self.progress_message(self.spec.phases[cp.index])
+
+    def ignored(self, c: Control, why: str) -> None:
+        self.event("Warning", "ControlIgnored", f"{c.action.value} by {c.by} ignored: {why}")
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    @property
+    def current(self) -> PhaseStatus:
+        assert self.s.current_phase is not None
+        return self.s.current_phase
+
+    def phase_key(self) -> tuple[int | None, State]:
+        cp = self.s.current_phase
+        return (cp.index if cp else None, self.s.state)
+
+    def next_index(self) -> int:
+        return 0 if self.s.current_phase is None else self.s.current_phase.index + 1
+
+    def stop_clock(self) -> None:
+        cp = self.s.current_phase
+        if cp is not None and cp.started_at is not None and cp.held_since is None:
+            cp.held_since = self.now
+
+    def resume_clock(self) -> None:
+        cp = self.s.current_phase
+        if cp is not None and cp.held_since is not None:
+            cp.held_for += self.now - cp.held_since
+            cp.held_since = None
+
+    def open_breach(self, rule: str) -> datetime:
+        for breach in self.s.breaches:
+            if breach.rule == rule:
+                return breach.since
+        self.s.breaches = [*self.s.breaches, Breach(rule=rule, since=self.now)]
+        return self.now
+
+    def close_breach(self, rule: str) -> None:
+        if any(b.rule == rule for b in self.s.breaches):
+            self.s.breaches = [b for b in self.s.breaches if b.rule != rule]
+
+    def sustained(self, rule: str, window: timedelta) -> bool:
+        """The ``for`` rule: Fail opens or keeps the window, Pass closes it, and NoData or
+        Error leave it as it is without firing it. It fires on a Fail once it has lasted
+        ``window``."""
+        verdict = self.results[rule].verdict
+        if verdict is Verdict.PASS:
+            self.close_breach(rule)
+            return False
+        if verdict is not Verdict.FAIL:
+            return False
+        return self.now - self.open_breach(rule) >= window
+
+    def explain(self, fired: list[tuple[str, timedelta]]) -> str:
+        parts = []
+        for rule, window in fired:
+            r = self.results[rule]
+            since = next(b.since for b in self.s.breaches if b.rule == rule)
+            lasted = format_duration(self.now - since)
+            parts.append(
+                f"{rule} {r.metric} ({r.threshold}, for {format_duration(window)}) "
+                f"failing for {lasted}: {r.reason}"
+            )
+        return "; ".join(parts)
+
+    def decide(
+        self, action: Action, reason: str, evidence: list[CriterionResult], phase: str | None = None
+    ) -> None:
+        name = phase or (self.s.current_phase.name if self.s.current_phase else None)
+        self.s.decision = Decision(
+            action=action, reason=reason, evidence=evidence, time=self.now, phase=name
+        )
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def progress_message(self, phase: Phase) -> str:
+        cp = self.current
+        head = f"{phase.name} {phase.weight}%"
+        if cp.started_at is None:
+            return f"{head}: setting the canary weight (route shows {self.s.canary_weight}%)"
+        offsets = phase.checkpoint_offsets
+        judged = cp.checkpoints_judged
+        if judged:
+            last = next(c for c in reversed(self.s.checkpoints) if c.phase == phase.name)
+            done = f"checkpoint {judged}/{len(offsets)} {last.verdict.value.lower()} at " + (
+                format_duration(offsets[judged - 1])
+            )
+        else:
+            done = f"0/{len(offsets)} checkpoints"
+        after = (
+            f"next at {format_duration(offsets[judged])}"
+            if judged < len(offsets)
+            else f"phase ends at {format_duration(phase.duration)}"
+        )
+        return f"{head}: {done}; {after}"
+
+    def next_evaluation(self) -> timedelta:
+        s, interval = self.s, self.spec.interval
+        if s.desired_weight is not None and s.desired_weight != s.canary_weight:
+            return min(interval, WEIGHT_RECHECK)
+        cp = s.current_phase
+        if s.state is State.SCHEDULED:
+            phase = self.spec.phases[self.next_index()]
+            if phase.not_before is not None:
+                return max(timedelta(0), min(interval, phase.not_before - self.now))
+        if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
+            phase = self.spec.phases[cp.index]
+            offsets = phase.checkpoint_offsets
+            due = offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else phase.duration
+            return max(timedelta(0), min(interval, due - cp.elapsed(self.now)))
+        return interval
+
+    def result(self, generation: int | None) -> Evaluation:
+        s = self.s
+        s.observed_generation = generation if generation is not None else s.observed_generation
+        _set_conditions(s, self.now, self.results)
+        touch = s.state not in (State.DEGRADED, State.INVALID)
+        return Evaluation(
+            status=s,
+            weight=s.desired_weight if touch else None,
+            workload=self.workload,
+            events=tuple(self.events),
+            next_evaluation=self.next_evaluation(),
+        )
+
+
+def _set_conditions(
+    s: RolloutStatus, now: datetime, results: dict[str, CriterionResult] | None = None
+) -> None:
+    """Kubernetes-style conditions derived from the state; times move only on a flip."""
+    moving = s.state in (State.PENDING, State.PROGRESSING, State.PROMOTING)
+    bad = s.state in (State.ROLLED_BACK, State.INVALID, State.DEGRADED)
+    wanted = [
+        ("Ready", s.state is State.SUCCEEDED, s.state.value, s.message),
+        ("Progressing", moving, s.state.value, s.message),
+        ("Degraded", bad, s.state.value, s.message if bad else ""),
+    ]
+    previous = {c.type: c for c in s.conditions}
+    metrics = previous.get("MetricsAvailable")
+    if results:
+        errors = [r for r in results.values() if r.verdict is Verdict.ERROR]
+        if errors:
+            why = "QueryRejected" if any("rejected" in r.reason for r in errors) else "QueryFailed"
+            wanted.append(("MetricsAvailable", False, why, f"{errors[0].metric}: {errors[0].reason}"))
+        else:
+            wanted.append(("MetricsAvailable", True, "QueriesAnswered", "all queries answered"))
+    elif metrics is not None:
+        wanted.append(("MetricsAvailable", metrics.status == "True", metrics.reason, metrics.message))
+    conditions = []
+    for type_, ok, reason, message in wanted:
+        status = "True" if ok else "False"
+        old = previous.get(type_)
+        since = old.last_transition_time if old is not None and old.status == status else now
+        conditions.append(
+            Condition(
+                type=type_, status=status, reason=reason, message=message, last_transition_time=since
+            )
+        )
+    s.conditions = conditions
