@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 TEMPLATE_VARIABLES = (
     "namespace",
@@ -50,6 +51,12 @@ def escape_string(value: str, quote: str) -> str:
 
 def render(template: str, values: Mapping[str, str | int | float]) -> str:
     """Substitute every placeholder of ``template`` with its escaped value."""
+    return _render(template, tuple(sorted((k, str(v)) for k, v in values.items())))
+
+
+@lru_cache(maxsize=8192)  # every evaluation renders the same few templates again
+def _render(template: str, items: tuple[tuple[str, str], ...]) -> str:
+    values = dict(items)
     out: list[str] = []
     quote: str | None = None  # the quote of the string literal we are inside, if any
     i = 0
@@ -59,7 +66,7 @@ def render(template: str, values: Mapping[str, str | int | float]) -> str:
             name = match.group(1)
             if name not in values:
                 raise TemplateError(f"unknown template variable {{{{{name}}}}}")
-            out.append(_substitute(name, str(values[name]), quote))
+            out.append(_substitute(name, values[name], quote))
             i = match.end()
             continue
         ch = template[i]

@@ -88,7 +88,7 @@ def evaluate(
     generation: int | None = None,
 ) -> Evaluation:
     """Decide what the release does next. ``status`` is not modified."""
-    machine = _Machine(spec, status.model_copy(deep=True), observations, now, namespace)
+    machine = _Machine(spec, _copy(status), observations, now, namespace)
     machine.run()
     return machine.result(generation)
 
@@ -97,7 +97,7 @@ def invalid(
     status: RolloutStatus, message: str, now: datetime, *, generation: int | None = None
 ) -> Evaluation:
     """The evaluation for a spec that fails validation: report it, touch no traffic."""
-    s = status.model_copy(deep=True)
+    s = _copy(status)
     if s.state is not State.INVALID:
         s.resume_state = s.state
     s.state = State.INVALID
@@ -107,6 +107,14 @@ def invalid(
     changed = s != status
     events = (Event("Warning", "InvalidSpec", message),) if changed else ()
     return Evaluation(s, None, None, events, timedelta(seconds=30))
+
+
+def _copy(status: RolloutStatus) -> RolloutStatus:
+    """A copy the machine may change: it replaces lists and records, and edits only these."""
+    copied = status.model_copy()
+    if copied.current_phase is not None:
+        copied.current_phase = copied.current_phase.model_copy()
+    return copied
 
 
 @dataclass
@@ -297,8 +305,9 @@ class _Machine:
             phase=phase.name, offset=offset, time=self.now, verdict=verdict, results=criteria
         )
         records = [*self.s.checkpoints, record]
-        for old in records[:-DETAILED_CHECKPOINTS]:
-            old.results = None
+        cut = len(records) - DETAILED_CHECKPOINTS
+        if cut > 0 and records[cut - 1].results is not None:
+            records[:cut] = [r.model_copy(update={"results": None}) for r in records[:cut]]
         self.s.checkpoints = records
         cp.checkpoints_judged += 1
         position = f"{cp.checkpoints_judged}/{cp.checkpoints_total}"

@@ -1,0 +1,69 @@
+# phasegate — `make demo` runs a release on a local stack; `make test` is what CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KIND_CLUSTER ?= phasegate
+IMAGE ?= phasegate:dev
+SCENARIO ?= healthy
+
+.PHONY: help install lint format test unit integration crds bench demo prometheus \
+        image kind-up e2e-kind kind-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/phasegate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(BIN)/phasegate ## create .venv and install phasegate with its test extra
+
+lint: install ## ruff, mypy --strict, import-linter layers
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy operator/phasegate
+	$(BIN)/lint-imports
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests
+
+prometheus: ## install Debian's prometheus when it is missing (needs root)
+	@command -v prometheus >/dev/null || scripts/install-prometheus
+
+test: lint prometheus ## lint, then the whole test suite
+	$(BIN)/pytest -q
+
+unit: install ## the fast tests only
+	$(BIN)/pytest -q -m "not integration"
+
+crds: install ## regenerate crds/ from the models
+	$(BIN)/phasegate crds --output crds
+
+bench: install ## benchmarks: engine throughput (more come with the local API and operator)
+	$(BIN)/python -m benchmarks
+
+demo: install ## a release on the local stack, no cluster needed
+	@echo "make demo: the operator runtime is not built yet; see the README's status section."
+
+# ---- a real cluster, for users with Docker (not part of `make test`) ----------------------
+image: ## build the operator image
+	docker build -t $(IMAGE) .
+
+kind-up: image ## kind cluster + Gateway API CRDs + phasegate's CRDs and chart
+	kind create cluster --name $(KIND_CLUSTER)
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.0/standard-install.yaml
+	kubectl apply -f crds/
+
+e2e-kind: ## the end-to-end scenarios against the kind cluster
+	PHASEGATE_E2E_KUBECONFIG=$${KUBECONFIG:-$$HOME/.kube/config} $(BIN)/pytest -q -m integration tests/e2e
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
