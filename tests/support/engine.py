@@ -147,15 +147,15 @@ class Sim:
     def advance(self, delta: timedelta) -> None:
         self.now += delta
 
-    def run(
-        self, until: Callable[[Sim], bool], limit: timedelta = timedelta(days=3)
-    ) -> Evaluation:
+    def run(self, until: Callable[[Sim], bool], limit: timedelta = timedelta(days=3)) -> Evaluation:
         """Step at the engine's own pace until ``until`` holds or ``limit`` passes."""
         end = self.now + limit
         result = self.step()
         while not until(self):
             if self.now > end:
-                raise AssertionError(f"not reached by {end}: {self.status.state} {self.status.message}")
+                raise AssertionError(
+                    f"not reached by {end}: {self.status.state} {self.status.message}"
+                )
             self.advance(max(result.next_evaluation, timedelta(milliseconds=1)))
             result = self.step()
         return result

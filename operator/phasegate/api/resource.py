@@ -34,9 +34,11 @@ class ProgressiveRollout(BaseModel):
 
     @classmethod
     def is_rollout(cls, obj: Any) -> bool:
-        return isinstance(obj, dict) and obj.get("kind") == KIND and str(
-            obj.get("apiVersion", "")
-        ).startswith(GROUP + "/")
+        return (
+            isinstance(obj, dict)
+            and obj.get("kind") == KIND
+            and str(obj.get("apiVersion", "")).startswith(GROUP + "/")
+        )
 
 
 __all__ = ["API_VERSION", "ObjectMeta", "ProgressiveRollout"]

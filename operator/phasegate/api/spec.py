@@ -7,6 +7,7 @@ agree on what a valid spec is.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -60,7 +61,9 @@ class GatewayAPIRouting(SpecModel):
 
 class IstioRouting(SpecModel):
     virtual_service: Name = Field(alias="virtualService")
-    routes: list[str] = Field(default_factory=list, description="Named HTTP routes to manage; all when empty.")
+    routes: list[str] = Field(
+        default_factory=list, description="Named HTTP routes to manage; all when empty."
+    )
 
 
 class SMIRouting(SpecModel):
@@ -113,8 +116,7 @@ class TrafficRouting(SpecModel):
         if len(chosen) != 1:
             found = ", ".join(chosen) if chosen else "none"
             raise ValueError(
-                "set exactly one traffic provider (gatewayAPI, istio, smi or nginx); "
-                f"found {found}"
+                f"set exactly one traffic provider (gatewayAPI, istio, smi or nginx); found {found}"
             )
         return self
 
@@ -306,16 +308,16 @@ class Phase(SpecModel):
         for i, offset in enumerate(offsets):
             if offset <= timedelta(0) or offset > self.duration:
                 raise ValueError(
-                    f"checkpoints[{i}] = {format_duration(offset)} is outside the phase "
+                    f"checkpoints[{i}]: {format_duration(offset)} is outside the phase "
                     f"(0, {format_duration(self.duration)}]"
                 )
-        for i, (a, b) in enumerate(zip(offsets, offsets[1:], strict=False)):
+        for i, (a, b) in enumerate(itertools.pairwise(offsets)):
             if b == a:
-                raise ValueError(f"checkpoints[{i + 1}] repeats {format_duration(b)}")
+                raise ValueError(f"checkpoints[{i + 1}]: repeats {format_duration(b)}")
             if b < a:
                 raise ValueError(
-                    f"checkpoints must be sorted: checkpoints[{i + 1}] = {format_duration(b)} "
-                    f"comes after {format_duration(a)}"
+                    f"checkpoints[{i + 1}]: {format_duration(b)} comes after "
+                    f"{format_duration(a)}; checkpoints must be sorted"
                 )
         return self
 
@@ -400,4 +402,3 @@ def _unique_names(field: str, names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"{field}[{i}].name: {name!r} is used twice")
         seen.add(name)
-

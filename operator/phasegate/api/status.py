@@ -74,7 +74,9 @@ class CriterionResult(StatusModel):
     query: str = Field(description="The query as sent, after templating.")
     stable_query: str | None = None
     value: float | None = Field(default=None, description="The value judged against the threshold.")
-    values: dict[str, float] | None = Field(default=None, description="Per segment, or canary and stable.")
+    values: dict[str, float] | None = Field(
+        default=None, description="Per segment, or canary and stable."
+    )
     threshold: str
     verdict: Verdict
     reason: str

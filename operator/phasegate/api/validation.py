@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,10 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(root)"
 
 
+# A model-level message that starts with a field path below the model, e.g. "phases[1].weight: ".
+_SUBFIELD = re.compile(r"^([A-Za-z]\w*(?:\[\d+\])?(?:\.[A-Za-z]\w*(?:\[\d+\])?)*): ")
+
+
 def describe(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
     """One line per problem: ``field.path: message``."""
     lines = []
@@ -32,7 +37,12 @@ def describe(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> list
             message = "unknown field"
         elif problem["type"] == "missing":
             message = "required field is missing"
-        lines.append(f"{field_path(prefix + tuple(problem['loc']))}: {message}")
+        path = field_path(prefix + tuple(problem["loc"]))
+        sub = _SUBFIELD.match(message)
+        if sub:
+            path = f"{path}.{sub.group(1)}" if path != "(root)" else sub.group(1)
+            message = message[sub.end() :]
+        lines.append(f"{path}: {message}")
     return lines
 
 

@@ -18,10 +18,12 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser(
-        "validate", help="check ProgressiveRollout manifests offline", description=(
+        "validate",
+        help="check ProgressiveRollout manifests offline",
+        description=(
             "Check every ProgressiveRollout in FILEs against the API and its rules. "
             "Prints each problem with its file and field path; exits 1 if any is invalid."
-        )
+        ),
     )
     validate.add_argument("files", nargs="+", metavar="FILE")
 

@@ -32,8 +32,8 @@ def validate_files(paths: list[str], out: TextIO = sys.stdout) -> int:
             checked += 1
             name = (doc.get("metadata") or {}).get("name") or f"document {index + 1}"
             _, errors = validate_rollout(doc)
-            for error in errors:
-                print(f"{path}: ProgressiveRollout/{name}: {error}", file=out)
+            for problem in errors:
+                print(f"{path}: ProgressiveRollout/{name}: {problem}", file=out)
             problems += bool(errors)
     if checked == 0 and problems == 0:
         print("no ProgressiveRollout found in " + ", ".join(paths), file=out)

@@ -11,7 +11,14 @@ from phasegate.engine.inputs import (
     Outcome,
     QueryRequest,
 )
-from phasegate.engine.machine import Evaluation, Event, WorkloadAction, evaluate, invalid, queries_needed
+from phasegate.engine.machine import (
+    Evaluation,
+    Event,
+    WorkloadAction,
+    evaluate,
+    invalid,
+    queries_needed,
+)
 
 __all__ = [
     "Control",

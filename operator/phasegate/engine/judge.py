@@ -156,7 +156,7 @@ def _threshold(criterion: Criterion, value: float) -> tuple[bool, str]:
         return False, f"{subject} {value:.6g} is above max {criterion.max:g}"
     if criterion.min is not None and value < criterion.min:
         return False, f"{subject} {value:.6g} is below min {criterion.min:g}"
-    return True, f"{subject} {value:.6g} is {criterion.describe_threshold()}"
+    return True, f"{subject} {value:.6g} passes {criterion.describe_threshold()}"
 
 
 def _significant(

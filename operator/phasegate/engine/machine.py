@@ -36,7 +36,13 @@ DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-c
 HANDLED_CONTROLS = 32
 WEIGHT_RECHECK = timedelta(seconds=1)
 METRICS_BREACH = "metrics"
-ACTIVE = (State.PROGRESSING, State.HOLDING, State.PAUSED, State.WAITING_FOR_APPROVAL, State.SCHEDULED)
+ACTIVE = (
+    State.PROGRESSING,
+    State.HOLDING,
+    State.PAUSED,
+    State.WAITING_FOR_APPROVAL,
+    State.SCHEDULED,
+)
 
 
 class WorkloadAction(StrEnum):
@@ -174,6 +180,8 @@ class _Machine:
                 return  # the phase clock starts once the route shows the weight
             cp.started_at = self.now
             self.event("Normal", "PhaseStarted", f"{cp.name} {cp.weight}%: phase started")
+            s.message = self.progress_message(self.spec.phases[cp.index])
+            return  # nothing was measured for a phase that had not started
         if cp is not None and cp.started_at is not None:
             self.judge_rules(self.spec.phases[cp.index])
             if self.check_metrics() or self.check_rollback():
@@ -186,9 +194,12 @@ class _Machine:
             self.enter_phase(self.next_index(), "gate opened")
 
     def judge_rules(self, phase: Phase) -> None:
+        """Judge every rule whose queries were answered; a rule not measured is not judged."""
         measurements = self.obs.measurements
         for rule_id, rule in rules_of(phase):
             requests = requests_for(self.spec, self.namespace, phase, rule)
+            if any(r.key not in measurements for r in requests.values()):
+                continue  # planned for another phase or state: no verdict either way
             metric = self.spec.metric(rule.metric)
             self.results[rule_id] = judge(rule_id, rule, metric, requests, measurements)
 
@@ -256,9 +267,10 @@ class _Machine:
         phase = self.spec.phases[cp.index]
         offsets = phase.checkpoint_offsets
         elapsed = cp.elapsed(self.now)
-        criteria = [self.results[f"successCriteria[{i}]"] for i in range(len(phase.success_criteria))]
+        wanted = [f"successCriteria[{i}]" for i in range(len(phase.success_criteria))]
+        criteria = [self.results[rule] for rule in wanted if rule in self.results]
         # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
-        deferred = any(r.verdict is Verdict.ERROR for r in criteria)
+        deferred = len(criteria) < len(wanted) or any(r.verdict is Verdict.ERROR for r in criteria)
         while not deferred and cp.checkpoints_judged < len(offsets):
             offset = offsets[cp.checkpoints_judged]
             if offset > elapsed:
@@ -315,7 +327,9 @@ class _Machine:
             cp.checkpoints_passed += 1
             self.event("Normal", "CheckpointPassed", f"{phase.name} checkpoint {position} passed")
         else:
-            why = "; ".join(f"{r.metric}: {r.reason}" for r in criteria if r.verdict is not Verdict.PASS)
+            why = "; ".join(
+                f"{r.metric}: {r.reason}" for r in criteria if r.verdict is not Verdict.PASS
+            )
             self.event(
                 "Warning",
                 f"Checkpoint{verdict.value}",
@@ -379,7 +393,9 @@ class _Machine:
         action = Action.ADVANCE if previous is not None else Action.START
         word = "advanced to" if previous is not None else "started"
         self.decide(action, f"{word} {phase.name} ({phase.weight}%): {reason}", [], phase.name)
-        self.event("Normal", "PhaseChanged", f"{word} {phase.name}: canary {phase.weight}% ({reason})")
+        self.event(
+            "Normal", "PhaseChanged", f"{word} {phase.name}: canary {phase.weight}% ({reason})"
+        )
         if s.canary_weight == phase.weight:
             s.current_phase.started_at = self.now
         s.message = self.progress_message(phase)
@@ -521,7 +537,9 @@ class _Machine:
             self.ignored(c, f"nothing to resume while {s.state.value}")
             return
         if s.hold_reason == HoldReason.GATE:
-            self.ignored(c, "the phase ended without passing its checkpoints; promote, retry or abort")
+            self.ignored(
+                c, "the phase ended without passing its checkpoints; promote, retry or abort"
+            )
             return
         cp = self.current
         self.resume_clock()
@@ -575,6 +593,8 @@ class _Machine:
         """The ``for`` rule: Fail opens or keeps the window, Pass closes it, and NoData or
         Error leave it as it is without firing it. It fires on a Fail once it has lasted
         ``window``."""
+        if rule not in self.results:
+            return False
         verdict = self.results[rule].verdict
         if verdict is Verdict.PASS:
             self.close_breach(rule)
@@ -639,7 +659,11 @@ class _Machine:
         if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
             phase = self.spec.phases[cp.index]
             offsets = phase.checkpoint_offsets
-            due = offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else phase.duration
+            due = (
+                offsets[cp.checkpoints_judged]
+                if cp.checkpoints_judged < len(offsets)
+                else phase.duration
+            )
             return max(timedelta(0), min(interval, due - cp.elapsed(self.now)))
         return interval
 
@@ -674,11 +698,15 @@ def _set_conditions(
         errors = [r for r in results.values() if r.verdict is Verdict.ERROR]
         if errors:
             why = "QueryRejected" if any("rejected" in r.reason for r in errors) else "QueryFailed"
-            wanted.append(("MetricsAvailable", False, why, f"{errors[0].metric}: {errors[0].reason}"))
+            wanted.append(
+                ("MetricsAvailable", False, why, f"{errors[0].metric}: {errors[0].reason}")
+            )
         else:
             wanted.append(("MetricsAvailable", True, "QueriesAnswered", "all queries answered"))
     elif metrics is not None:
-        wanted.append(("MetricsAvailable", metrics.status == "True", metrics.reason, metrics.message))
+        wanted.append(
+            ("MetricsAvailable", metrics.status == "True", metrics.reason, metrics.message)
+        )
     conditions = []
     for type_, ok, reason, message in wanted:
         status = "True" if ok else "False"
@@ -686,7 +714,11 @@ def _set_conditions(
         since = old.last_transition_time if old is not None and old.status == status else now
         conditions.append(
             Condition(
-                type=type_, status=status, reason=reason, message=message, last_transition_time=since
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=since,
             )
         )
     s.conditions = conditions

@@ -1,0 +1,1 @@
+"""phasegate's benchmarks: `make bench` runs them and prints the figures."""
