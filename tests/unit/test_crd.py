@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def test_schema_is_structural() -> None:
             continue
         assert "type" in node, f"{path} has no type"
         assert node.get("additionalProperties") is not False, path
+        if "default" in node and "pattern" in node:
+            assert re.search(node["pattern"], node["default"]), f"{path}: default breaks its pattern"
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert isinstance(node.get(bound, True), bool), f"{path}: {bound} must be a boolean"
 
 
 def test_crd_names_columns_and_subresources() -> None:

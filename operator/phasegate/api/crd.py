@@ -8,11 +8,14 @@ node typed, ``nullable`` instead of ``anyOf [..., null]``, no ``additionalProper
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import yaml
+from pydantic.json_schema import GenerateJsonSchema
 
 from phasegate import GROUP, KIND, PLURAL, VERSION
+from phasegate.api.durations import format_duration
 from phasegate.api.spec import RolloutSpec
 from phasegate.api.status import RolloutStatus
 
@@ -28,6 +31,15 @@ PRINTER_COLUMNS = [
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+
+class _WireDefaults(GenerateJsonSchema):
+    """Defaults as they are written on the wire: durations as ``30s``, not ``PT30S``."""
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
+        return super().encode_default(dft)
 
 
 def structural(schema: Schema) -> Schema:
@@ -60,6 +72,10 @@ def structural(schema: Schema) -> Schema:
                 continue
             if key == "const":
                 out["enum"] = [value]
+            elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+                # JSON Schema's numeric form; OpenAPI v3.0 wants a bound plus a boolean.
+                out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+                out[key] = True
             elif key == "properties":
                 out[key] = {name: walk(sub) for name, sub in value.items()}
             else:
@@ -75,8 +91,14 @@ def structural(schema: Schema) -> Schema:
 
 def crd() -> Schema:
     """The full CRD object for ``progressiverollouts.phasegate.dev``."""
-    spec = structural(RolloutSpec.model_json_schema(by_alias=True, mode="validation"))
-    status = structural(RolloutStatus.model_json_schema(by_alias=True, mode="validation"))
+    spec = structural(
+        RolloutSpec.model_json_schema(by_alias=True, mode="validation", schema_generator=_WireDefaults)
+    )
+    status = structural(
+        RolloutStatus.model_json_schema(
+            by_alias=True, mode="validation", schema_generator=_WireDefaults
+        )
+    )
     schema = {
         "type": "object",
         "description": "A release moving traffic from stable to canary through phases.",
