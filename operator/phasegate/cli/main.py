@@ -29,6 +29,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="print or write the CRD generated from the models")
     crds.add_argument("--output", "-o", type=Path, help="directory to write the CRD into")
+
+    local = commands.add_parser(
+        "local-api",
+        help="serve a local Kubernetes API (no cluster needed) and write a kubeconfig",
+        description="Serve a Kubernetes API on 127.0.0.1 for trying phasegate and for tests. "
+        "It emulates what the operator, kopf and kubectl depend on; see the README.",
+    )
+    local.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (0: any free)")
+    local.add_argument("--kubeconfig", type=Path, default=Path("local-api.kubeconfig"),
+                       help="where to write the kubeconfig for kubectl and the operator")
     return parser
 
 
@@ -50,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             target.write_text(text)
             print(f"wrote {target}")
         return 0
+    if args.command == "local-api":
+        from phasegate.cli.local_api import serve
+
+        return serve(args.port, args.kubeconfig)
     raise AssertionError(args.command)
 
 

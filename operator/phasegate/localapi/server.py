@@ -73,8 +73,10 @@ class LocalAPI:
         kubeconfig_path: Path | None = None,
         history: bool = False,
         bookmark_interval: float = 10.0,
+        window: int = 10_000,
     ) -> None:
-        self.handler = LocalAPIHandler(api=KubernetesAPI(bookmark_interval=bookmark_interval), history=history)
+        api = KubernetesAPI(bookmark_interval=bookmark_interval, window=window)
+        self.handler = LocalAPIHandler(api=api, history=history)
         self._port = port
         self._kubeconfig_path = kubeconfig_path
         self._server: kmock.Server | None = None

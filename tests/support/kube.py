@@ -1,0 +1,76 @@
+"""Clients of a (local) Kubernetes API for tests: the ``kubernetes`` library and kubectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "crds"
+PROVIDER_CRDS = ROOT / "manifests/local/provider-crds.yaml"
+REFERENCE = ROOT / "manifests/examples/reference-release.yaml"
+
+
+class Kube:
+    """Raw HTTP through the ``kubernetes`` client: (status, JSON body) for any request."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.api = kubernetes.config.new_client_from_config(str(kubeconfig))
+
+    def _send(self, method: str, path: str, body: Any, query: list[tuple[str, str]], headers: dict[str, str]) -> Any:
+        method, url, headers, body, _ = self.api.param_serialize(
+            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(method, url, header_params=headers, body=body)
+        response.read()
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        response = self._send(method, path, body, list((query or {}).items()), headers)
+        return response.status, json.loads(response.data or b"null")
+
+    def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        status, data = self.request(method, path, body, **kwargs)
+        assert 200 <= status < 300, (status, data)
+        return data
+
+    def stream(self, path: str, query: dict[str, str], accept: str = "application/json") -> list[dict[str, Any]]:
+        """Read a watch until the server ends it (pass ``timeoutSeconds``)."""
+        response = self._send("GET", path, None, [("watch", "true"), *query.items()], {"Accept": accept})
+        return [json.loads(line) for line in response.data.splitlines() if line.strip()]
+
+    def apply_file(self, path: Path) -> None:
+        kubectl(self.kubeconfig, "apply", "-f", str(path))
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run(
+        ["kubectl", *args], env=env, capture_output=True, text=True, input=stdin, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def namespace(name: str) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
