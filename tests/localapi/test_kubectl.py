@@ -1,0 +1,95 @@
+"""kubectl, as a subprocess, against the local API: what users will type."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support.kube import CRDS, PROVIDER_CRDS, REFERENCE, kubectl, namespace
+
+from phasegate.localapi import LocalAPI
+
+
+@pytest.fixture
+def kc(local_api: LocalAPI) -> Path:
+    kubectl(local_api.kubeconfig_path, "apply", "-f", str(CRDS))
+    kubectl(local_api.kubeconfig_path, "apply", "-f", "-", stdin=namespace("learning"))
+    return local_api.kubeconfig_path
+
+
+def test_kubectl_applies_the_crds_and_the_reference_release(kc: Path) -> None:
+    applied = kubectl(kc, "apply", "-f", str(REFERENCE))
+    assert "progressiverollout.phasegate.dev/cohort-analyzer created" in applied.stdout
+    version = ["get", "prollout", "cohort-analyzer", "-n", "learning", "-o",
+               "jsonpath={.metadata.resourceVersion}/{.metadata.generation}"]
+    before = kubectl(kc, *version).stdout
+    kubectl(kc, "apply", "-f", str(REFERENCE))  # schema defaults make kubectl send a patch...
+    assert kubectl(kc, *version).stdout == before  # ...that changes nothing, as on a cluster
+
+
+def test_kubectl_get_rollouts_shows_the_printer_columns(kc: Path) -> None:
+    kubectl(kc, "apply", "-f", str(REFERENCE))
+    status = '{"status":{"state":"Progressing","canaryWeight":10,"progress":"3/6","currentPhase":{"name":"ramp","index":1,"weight":10}}}'
+    kubectl(kc, "patch", "prollout", "cohort-analyzer", "-n", "learning", "--subresource=status",
+            "--type=merge", "-p", status)
+    out = kubectl(kc, "get", "rollouts", "-A").stdout.splitlines()
+    assert out[0].split() == ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "STATE", "CHECKPOINTS", "AGE"]
+    assert out[1].split()[:6] == ["learning", "cohort-analyzer", "ramp", "10", "Progressing", "3/6"]
+
+
+def test_kubectl_apply_refuses_an_invalid_manifest_naming_the_field(kc: Path) -> None:
+    bad = REFERENCE.read_text().replace("weight: 100", "weight: 101")
+    result = kubectl(kc, "apply", "-f", "-", stdin=bad, check=False)
+    assert result.returncode != 0
+    assert "spec.phases[2].weight" in result.stderr and "less than or equal to 100" in result.stderr
+    unknown = REFERENCE.read_text().replace("holdWeight: 5", "holdWeight: 5\n  canaryWieght: 3")
+    result = kubectl(kc, "apply", "-f", "-", stdin=unknown, check=False)
+    assert result.returncode != 0 and 'unknown field "spec.canaryWieght"' in result.stderr
+
+
+def test_kubectl_get_watch_streams_changes(kc: Path) -> None:
+    kubectl(kc, "apply", "-f", str(REFERENCE))
+    watch = subprocess.Popen(
+        ["kubectl", "get", "rollouts", "-n", "learning", "-w", "--request-timeout=5s"],
+        env={"KUBECONFIG": str(kc), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().split()[0] == "NAME"
+        assert watch.stdout.readline().split()[0] == "cohort-analyzer"
+        kubectl(kc, "patch", "prollout", "cohort-analyzer", "-n", "learning", "--subresource=status",
+                "--type=merge", "-p", '{"status":{"state":"Holding","canaryWeight":5}}')
+        line = watch.stdout.readline().split()
+        assert line[0] == "cohort-analyzer" and "Holding" in line and "5" in line
+    finally:
+        watch.kill()
+        watch.wait()
+
+
+def test_kubectl_delete_waits_for_the_object_to_go(kc: Path) -> None:
+    kubectl(kc, "apply", "-f", str(REFERENCE))
+    started = time.monotonic()
+    result = kubectl(kc, "delete", "-f", str(REFERENCE), "--timeout=20s")
+    assert 'progressiverollout.phasegate.dev "cohort-analyzer" deleted' in result.stdout
+    assert time.monotonic() - started < 10
+    assert "No resources found" in kubectl(kc, "get", "rollouts", "-n", "learning").stderr
+
+
+def test_kubectl_applies_the_provider_crds_and_lists_by_category(kc: Path) -> None:
+    kubectl(kc, "apply", "-f", str(PROVIDER_CRDS))
+    route = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: learning}
+spec:
+  rules:
+    - backendRefs: [{name: web-stable, port: 80, weight: 100}, {name: web-canary, port: 80, weight: 0}]
+"""
+    kubectl(kc, "apply", "-f", "-", stdin=route)
+    assert "web" in kubectl(kc, "get", "gateway-api", "-n", "learning").stdout
+    weights = kubectl(kc, "get", "httproute", "web", "-n", "learning",
+                      "-o", "jsonpath={.spec.rules[0].backendRefs[*].weight}").stdout
+    assert weights.split() == ["100", "0"]
