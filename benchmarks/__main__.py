@@ -11,10 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.engine import Sim, healthy, reference_spec  # noqa: E402
-
-from phasegate.api import State  # noqa: E402
-from phasegate.engine import Control, ControlAction  # noqa: E402
+from phasegate.api import State
+from phasegate.engine import Control, ControlAction
+from support.engine import Sim, healthy, reference_spec
 
 
 def engine_walk() -> dict[str, float]:
@@ -49,6 +48,16 @@ def engine_walk() -> dict[str, float]:
 
 
 def main() -> None:
+    which = set(sys.argv[1:]) or {"engine", "localapi"}
+    if "engine" in which:
+        engine()
+    if "localapi" in which:
+        from benchmarks import localapi
+
+        localapi.main()
+
+
+def engine() -> None:
     figures = engine_walk()
     print("engine: reference release, canary -> Succeeded in virtual time")
     print(f"  evaluations            {figures['evaluations']:.0f}")

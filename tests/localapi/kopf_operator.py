@@ -12,8 +12,12 @@ GROUP, VERSION, PLURAL = "test.phasegate.dev", "v1", "widgets"
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="test.phasegate.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="test.phasegate.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="test.phasegate.dev"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="test.phasegate.dev"
+    )
     settings.posting.level = logging.INFO
     settings.posting.loggers = True  # handlers' log lines become Events
     settings.watching.server_timeout = 10

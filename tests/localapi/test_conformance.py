@@ -10,9 +10,9 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
-from support.kube import CRDS, PROVIDER_CRDS, Kube
 
 from phasegate.localapi import LocalAPI
+from support.kube import CRDS, PROVIDER_CRDS, Kube
 
 CR = "/apis/phasegate.dev/v1alpha1/namespaces/default/progressiverollouts"
 CM = "/api/v1/namespaces/default/configmaps"
@@ -37,24 +37,40 @@ def rollout(name: str = "web", **spec_changes: Any) -> dict[str, Any]:
         "canary": {"service": "web-canary"},
         "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
         "metrics": [{"name": "errors", "query": "errors"}],
-        "phases": [{"name": "canary", "weight": 10, "duration": "1m",
-                    "successCriteria": [{"metric": "errors", "max": 0.01}]}],
+        "phases": [
+            {
+                "name": "canary",
+                "weight": 10,
+                "duration": "1m",
+                "successCriteria": [{"metric": "errors", "max": 0.01}],
+            }
+        ],
         **spec_changes,
     }
-    return {"apiVersion": "phasegate.dev/v1alpha1", "kind": "ProgressiveRollout",
-            "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": "phasegate.dev/v1alpha1",
+        "kind": "ProgressiveRollout",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}},
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels or {}},
+        "data": data,
+    }
 
 
 def test_discovery_serves_core_and_group_versions(kube: Kube) -> None:
     assert kube.ok("GET", "/api")["versions"] == ["v1"]
     core = kube.ok("GET", "/api/v1")
     assert core["groupVersion"] == "v1"
-    assert {"namespaces", "configmaps", "secrets", "services", "events"} <= {r["name"] for r in core["resources"]}
+    assert {"namespaces", "configmaps", "secrets", "services", "events"} <= {
+        r["name"] for r in core["resources"]
+    }
     groups = {g["name"] for g in kube.ok("GET", "/apis")["groups"]}
     assert {"apps", "coordination.k8s.io", "apiextensions.k8s.io", "events.k8s.io"} <= groups
     apps = {r["name"] for r in kube.ok("GET", "/apis/apps/v1")["resources"]}
@@ -79,7 +95,11 @@ def test_create_sets_uid_creation_timestamp_resource_version_and_generation(crd:
 
 def test_create_in_a_missing_namespace_is_not_found(kube: Kube) -> None:
     status, body = kube.request("POST", "/api/v1/namespaces/nowhere/configmaps", configmap("x"))
-    assert status == 404 and body["kind"] == "Status" and 'namespaces "nowhere" not found' in body["message"]
+    assert (
+        status == 404
+        and body["kind"] == "Status"
+        and 'namespaces "nowhere" not found' in body["message"]
+    )
 
 
 def test_create_twice_is_already_exists(kube: Kube) -> None:
@@ -91,12 +111,20 @@ def test_create_twice_is_already_exists(kube: Kube) -> None:
 def test_lists_carry_kind_api_version_and_resource_version(crd: Kube) -> None:
     crd.ok("POST", CR, rollout())
     listing = crd.ok("GET", CR)
-    assert listing["kind"] == "ProgressiveRolloutList" and listing["apiVersion"] == "phasegate.dev/v1alpha1"
-    assert int(listing["metadata"]["resourceVersion"]) >= int(listing["items"][0]["metadata"]["resourceVersion"])
+    assert (
+        listing["kind"] == "ProgressiveRolloutList"
+        and listing["apiVersion"] == "phasegate.dev/v1alpha1"
+    )
+    assert int(listing["metadata"]["resourceVersion"]) >= int(
+        listing["items"][0]["metadata"]["resourceVersion"]
+    )
 
 
 def test_resource_versions_increase_monotonically(kube: Kube) -> None:
-    versions = [int(kube.ok("POST", CM, configmap(f"m{i}"))["metadata"]["resourceVersion"]) for i in range(5)]
+    versions = [
+        int(kube.ok("POST", CM, configmap(f"m{i}"))["metadata"]["resourceVersion"])
+        for i in range(5)
+    ]
     assert versions == sorted(versions) and len(set(versions)) == 5
 
 
@@ -104,9 +132,14 @@ def test_a_crd_registers_discovery_with_names_and_subresources(crd: Kube) -> Non
     resources = crd.ok("GET", "/apis/phasegate.dev/v1alpha1")["resources"]
     main = next(r for r in resources if r["name"] == "progressiverollouts")
     assert main["kind"] == "ProgressiveRollout" and main["singularName"] == "progressiverollout"
-    assert "prollout" in main["shortNames"] and "rollouts" in main["categories"] and main["namespaced"]
+    assert (
+        "prollout" in main["shortNames"] and "rollouts" in main["categories"] and main["namespaced"]
+    )
     assert "progressiverollouts/status" in {r["name"] for r in resources}
-    stored = crd.ok("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/progressiverollouts.phasegate.dev")
+    stored = crd.ok(
+        "GET",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/progressiverollouts.phasegate.dev",
+    )
     established = next(c for c in stored["status"]["conditions"] if c["type"] == "Established")
     assert established["status"] == "True"
 
@@ -114,14 +147,24 @@ def test_a_crd_registers_discovery_with_names_and_subresources(crd: Kube) -> Non
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"phases": [{"name": "canary", "weight": 101, "duration": "1m"}]}, "spec.phases[0].weight", "less than or equal to 100"),
+        (
+            {"phases": [{"name": "canary", "weight": 101, "duration": "1m"}]},
+            "spec.phases[0].weight",
+            "less than or equal to 100",
+        ),
         ({"interval": "5 minutes"}, "spec.interval", "should match"),
         ({"revision": 3}, "spec.revision", "must be of type string"),
-        ({"metrics": [{"name": "errors", "query": "q", "onNoData": "Ignore"}]}, "spec.metrics[0].onNoData", "Unsupported value"),
+        (
+            {"metrics": [{"name": "errors", "query": "q", "onNoData": "Ignore"}]},
+            "spec.metrics[0].onNoData",
+            "Unsupported value",
+        ),
         ({"trafficRouting": {}}, "spec.trafficRouting", "exactly one traffic provider"),
     ],
 )
-def test_custom_resources_are_validated_against_the_schema(crd: Kube, change: dict[str, Any], field: str, words: str) -> None:
+def test_custom_resources_are_validated_against_the_schema(
+    crd: Kube, change: dict[str, Any], field: str, words: str
+) -> None:
     status, body = crd.request("POST", CR, rollout(**change))
     assert status == 422 and body["reason"] == "Invalid", body
     causes = body["details"]["causes"]
@@ -153,9 +196,13 @@ def test_schema_defaults_are_applied(crd: Kube) -> None:
 def test_generation_counts_spec_changes_only(crd: Kube) -> None:
     crd.ok("POST", CR, rollout())
     merge = "application/merge-patch+json"
-    labelled = crd.ok("PATCH", f"{CR}/web", {"metadata": {"labels": {"a": "b"}}}, content_type=merge)
+    labelled = crd.ok(
+        "PATCH", f"{CR}/web", {"metadata": {"labels": {"a": "b"}}}, content_type=merge
+    )
     assert labelled["metadata"]["generation"] == 1
-    status = crd.ok("PATCH", f"{CR}/web/status", {"status": {"state": "Progressing"}}, content_type=merge)
+    status = crd.ok(
+        "PATCH", f"{CR}/web/status", {"status": {"state": "Progressing"}}, content_type=merge
+    )
     assert status["metadata"]["generation"] == 1
     changed = crd.ok("PATCH", f"{CR}/web", {"spec": {"revision": "v2"}}, content_type=merge)
     assert changed["metadata"]["generation"] == 2
@@ -163,7 +210,12 @@ def test_generation_counts_spec_changes_only(crd: Kube) -> None:
 
 def test_a_write_that_changes_nothing_keeps_the_resource_version(crd: Kube) -> None:
     created = crd.ok("POST", CR, rollout())
-    same = crd.ok("PATCH", f"{CR}/web", {"spec": {"revision": "v1"}}, content_type="application/merge-patch+json")
+    same = crd.ok(
+        "PATCH",
+        f"{CR}/web",
+        {"spec": {"revision": "v1"}},
+        content_type="application/merge-patch+json",
+    )
     assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
@@ -177,31 +229,53 @@ def test_an_update_with_a_stale_resource_version_conflicts(kube: Kube) -> None:
 def test_a_json_patch_testing_a_stale_resource_version_conflicts(kube: Kube) -> None:
     first = kube.ok("POST", CM, configmap("c", a="1"))
     kube.ok("PUT", f"{CM}/c", {**first, "data": {"a": "2"}})
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": first["metadata"]["resourceVersion"]},
-           {"op": "replace", "path": "/data/a", "value": "3"}]
+    ops = [
+        {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": first["metadata"]["resourceVersion"],
+        },
+        {"op": "replace", "path": "/data/a", "value": "3"},
+    ]
     status, _ = kube.request("PATCH", f"{CM}/c", ops, content_type="application/json-patch+json")
     assert status == 409
     current = kube.ok("GET", f"{CM}/c")
     ops[0]["value"] = current["metadata"]["resourceVersion"]
-    assert kube.ok("PATCH", f"{CM}/c", ops, content_type="application/json-patch+json")["data"] == {"a": "3"}
+    assert kube.ok("PATCH", f"{CM}/c", ops, content_type="application/json-patch+json")["data"] == {
+        "a": "3"
+    }
 
 
 def test_status_and_spec_are_written_through_their_own_endpoints(crd: Kube) -> None:
     crd.ok("POST", CR, {**rollout(), "status": {"state": "Succeeded"}})
     assert "status" not in crd.ok("GET", f"{CR}/web"), "status is dropped on create"
     merge = "application/merge-patch+json"
-    crd.ok("PATCH", f"{CR}/web", {"status": {"state": "Succeeded"}, "spec": {"revision": "v2"}}, content_type=merge)
+    crd.ok(
+        "PATCH",
+        f"{CR}/web",
+        {"status": {"state": "Succeeded"}, "spec": {"revision": "v2"}},
+        content_type=merge,
+    )
     after_main = crd.ok("GET", f"{CR}/web")
     assert after_main["spec"]["revision"] == "v2" and "status" not in after_main
-    crd.ok("PATCH", f"{CR}/web/status", {"status": {"state": "Holding"}, "spec": {"revision": "v3"}}, content_type=merge)
+    crd.ok(
+        "PATCH",
+        f"{CR}/web/status",
+        {"status": {"state": "Holding"}, "spec": {"revision": "v3"}},
+        content_type=merge,
+    )
     after_status = crd.ok("GET", f"{CR}/web")
     assert after_status["status"]["state"] == "Holding" and after_status["spec"]["revision"] == "v2"
 
 
 def test_status_writes_are_validated_too(crd: Kube) -> None:
     crd.ok("POST", CR, rollout())
-    status, body = crd.request("PATCH", f"{CR}/web/status", {"status": {"state": "Exploded"}},
-                               content_type="application/merge-patch+json")
+    status, body = crd.request(
+        "PATCH",
+        f"{CR}/web/status",
+        {"status": {"state": "Exploded"}},
+        content_type="application/merge-patch+json",
+    )
     assert status == 422 and "status.state" in body["message"]
 
 
@@ -210,37 +284,66 @@ def test_deletion_waits_for_finalizers(kube: Kube) -> None:
     deleting = kube.ok("DELETE", f"{CM}/f")
     assert deleting["metadata"]["deletionTimestamp"]
     assert kube.ok("GET", f"{CM}/f")["metadata"]["deletionTimestamp"]
-    kube.ok("PATCH", f"{CM}/f", {"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
+    kube.ok(
+        "PATCH",
+        f"{CM}/f",
+        {"metadata": {"finalizers": None}},
+        content_type="application/merge-patch+json",
+    )
     assert kube.request("GET", f"{CM}/f")[0] == 404
 
 
 def test_merge_patch_follows_rfc_7386(kube: Kube) -> None:
     kube.ok("POST", CM, configmap("m", a="1", b="2"))
-    patched = kube.ok("PATCH", f"{CM}/m", {"data": {"a": None, "c": "3"}, "metadata": {"labels": {"x": "y"}}},
-                      content_type="application/merge-patch+json")
+    patched = kube.ok(
+        "PATCH",
+        f"{CM}/m",
+        {"data": {"a": None, "c": "3"}, "metadata": {"labels": {"x": "y"}}},
+        content_type="application/merge-patch+json",
+    )
     assert patched["data"] == {"b": "2", "c": "3"} and patched["metadata"]["labels"] == {"x": "y"}
 
 
 def test_json_patch_follows_rfc_6902(kube: Kube) -> None:
     kube.ok("POST", CM, configmap("j", a="1"))
-    ops = [{"op": "add", "path": "/data/b", "value": "2"}, {"op": "remove", "path": "/data/a"},
-           {"op": "copy", "from": "/data/b", "path": "/data/c"}, {"op": "move", "from": "/data/c", "path": "/data/d"}]
+    ops = [
+        {"op": "add", "path": "/data/b", "value": "2"},
+        {"op": "remove", "path": "/data/a"},
+        {"op": "copy", "from": "/data/b", "path": "/data/c"},
+        {"op": "move", "from": "/data/c", "path": "/data/d"},
+    ]
     patched = kube.ok("PATCH", f"{CM}/j", ops, content_type="application/json-patch+json")
     assert patched["data"] == {"b": "2", "d": "2"}
-    status, _ = kube.request("PATCH", f"{CM}/j", [{"op": "remove", "path": "/data/zzz"}],
-                             content_type="application/json-patch+json")
+    status, _ = kube.request(
+        "PATCH",
+        f"{CM}/j",
+        [{"op": "remove", "path": "/data/zzz"}],
+        content_type="application/json-patch+json",
+    )
     assert status == 422
 
 
 def test_strategic_merge_patch_merges_lists_by_their_key(kube: Kube) -> None:
     deploys = "/apis/apps/v1/namespaces/default/deployments"
     containers = [{"name": "app", "image": "app:1"}, {"name": "sidecar", "image": "proxy:1"}]
-    kube.ok("POST", deploys, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-                              "spec": {"template": {"spec": {"containers": containers}}}})
+    kube.ok(
+        "POST",
+        deploys,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}},
+        },
+    )
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}}
-    patched = kube.ok("PATCH", f"{deploys}/d", patch, content_type="application/strategic-merge-patch+json")
+    patched = kube.ok(
+        "PATCH", f"{deploys}/d", patch, content_type="application/strategic-merge-patch+json"
+    )
     assert patched["spec"]["template"]["spec"]["containers"] == [
-        {"name": "app", "image": "app:2"}, {"name": "sidecar", "image": "proxy:1"}]
+        {"name": "app", "image": "app:2"},
+        {"name": "sidecar", "image": "proxy:1"},
+    ]
     assert patched["metadata"]["generation"] == 2
 
 
@@ -266,7 +369,10 @@ def test_watch_from_a_resource_version_sends_only_later_changes(kube: Kube) -> N
     kube.ok("POST", CM, configmap("after"))
     kube.ok("DELETE", f"{CM}/before")
     events = kube.stream(CM, {"resourceVersion": mark, "timeoutSeconds": "1"})
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "after"), ("DELETED", "before")]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "after"),
+        ("DELETED", "before"),
+    ]
 
 
 def test_watch_without_a_resource_version_starts_with_the_current_state(kube: Kube) -> None:
@@ -275,11 +381,18 @@ def test_watch_without_a_resource_version_starts_with_the_current_state(kube: Ku
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "one")]
 
 
-def test_namespaced_watches_deliver_objects_created_by_namespace_url(kube: Kube, local_api: LocalAPI) -> None:
+def test_namespaced_watches_deliver_objects_created_by_namespace_url(
+    kube: Kube, local_api: LocalAPI
+) -> None:
     mark = kube.ok("GET", CM)["metadata"]["resourceVersion"]
     received: list[dict[str, Any]] = []
-    watcher = threading.Thread(target=lambda: received.extend(
-        kube.stream(CM, {"resourceVersion": mark, "timeoutSeconds": "2", "labelSelector": "app=web"})))
+    watcher = threading.Thread(
+        target=lambda: received.extend(
+            kube.stream(
+                CM, {"resourceVersion": mark, "timeoutSeconds": "2", "labelSelector": "app=web"}
+            )
+        )
+    )
     watcher.start()
     time.sleep(0.3)  # the watch is open before the writes (it would replay them anyway)
     kube.ok("POST", CM, configmap("web-1", {"app": "web"}))
@@ -290,7 +403,9 @@ def test_namespaced_watches_deliver_objects_created_by_namespace_url(kube: Kube,
 
 
 def test_watches_send_bookmarks_when_asked(kube: Kube) -> None:
-    events = kube.stream(CM, {"allowWatchBookmarks": "true", "timeoutSeconds": "2", "resourceVersion": "1"})
+    events = kube.stream(
+        CM, {"allowWatchBookmarks": "true", "timeoutSeconds": "2", "resourceVersion": "1"}
+    )
     bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
     assert bookmarks and bookmarks[0]["object"]["metadata"]["resourceVersion"]
 
@@ -308,15 +423,30 @@ def test_a_too_old_resource_version_is_gone(tmp_path: Any) -> None:
 
 def test_server_side_tables_use_the_printer_columns(crd: Kube) -> None:
     crd.ok("POST", CR, rollout())
-    crd.ok("PATCH", f"{CR}/web/status", {"status": {"state": "Progressing", "canaryWeight": 10, "progress": "3/6",
-                                                    "currentPhase": {"name": "ramp", "index": 1, "weight": 10}}},
-           content_type="application/merge-patch+json")
+    crd.ok(
+        "PATCH",
+        f"{CR}/web/status",
+        {
+            "status": {
+                "state": "Progressing",
+                "canaryWeight": 10,
+                "progress": "3/6",
+                "currentPhase": {"name": "ramp", "index": 1, "weight": 10},
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
     table = crd.ok("GET", CR, accept="application/json;as=Table;v=v1;g=meta.k8s.io")
     assert table["kind"] == "Table"
     names = [c["name"] for c in table["columnDefinitions"]]
     assert names[:5] == ["Name", "Phase", "Weight", "State", "Checkpoints"] and "Age" in names
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
-    assert (cells["Phase"], cells["Weight"], cells["State"], cells["Checkpoints"]) == ("ramp", 10, "Progressing", "3/6")
+    assert (cells["Phase"], cells["Weight"], cells["State"], cells["Checkpoints"]) == (
+        "ramp",
+        10,
+        "Progressing",
+        "3/6",
+    )
 
 
 def test_put_replaces_the_object(kube: Kube) -> None:
@@ -328,13 +458,36 @@ def test_put_replaces_the_object(kube: Kube) -> None:
 
 def test_deployments_have_a_scale_subresource(kube: Kube) -> None:
     deploys = "/apis/apps/v1/namespaces/default/deployments"
-    template = {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "d", "image": "d:1"}]}}
-    kube.ok("POST", deploys, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-                              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "d"}},
-                                       "template": template}})
+    template = {
+        "metadata": {"labels": {"app": "d"}},
+        "spec": {"containers": [{"name": "d", "image": "d:1"}]},
+    }
+    kube.ok(
+        "POST",
+        deploys,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": template,
+            },
+        },
+    )
     scale = kube.ok("GET", f"{deploys}/d/scale")
-    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 2 and scale["status"]["selector"] == "app=d"
-    kube.ok("PATCH", f"{deploys}/d/scale", {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
+    assert (
+        scale["kind"] == "Scale"
+        and scale["spec"]["replicas"] == 2
+        and scale["status"]["selector"] == "app=d"
+    )
+    kube.ok(
+        "PATCH",
+        f"{deploys}/d/scale",
+        {"spec": {"replicas": 0}},
+        content_type="application/merge-patch+json",
+    )
     assert kube.ok("GET", f"{deploys}/d")["spec"]["replicas"] == 0
     typed = kubernetes.client.AppsV1Api(kube.api)
     typed.patch_namespaced_deployment_scale("d", "default", {"spec": {"replicas": 3}})
@@ -344,13 +497,21 @@ def test_deployments_have_a_scale_subresource(kube: Kube) -> None:
 def test_the_traffic_providers_crds_register_and_serve_their_objects(kube: Kube) -> None:
     for doc in yaml.safe_load_all(PROVIDER_CRDS.read_text()):
         kube.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
-             "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80}]}]}}
-    created = kube.ok("POST", "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes", route)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web"},
+        "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80}]}]},
+    }
+    created = kube.ok(
+        "POST", "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes", route
+    )
     assert created["spec"]["rules"][0]["backendRefs"][0]["weight"] == 1, "schema default"
-    for path in ("/apis/networking.istio.io/v1/namespaces/default/virtualservices",
-                 "/apis/split.smi-spec.io/v1alpha4/namespaces/default/trafficsplits",
-                 "/apis/networking.k8s.io/v1/namespaces/default/ingresses"):
+    for path in (
+        "/apis/networking.istio.io/v1/namespaces/default/virtualservices",
+        "/apis/split.smi-spec.io/v1alpha4/namespaces/default/trafficsplits",
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+    ):
         assert kube.ok("GET", path)["items"] == []
 
 

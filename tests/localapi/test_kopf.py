@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.kube import Kube, kubectl
 
 from phasegate.localapi import LocalAPI
+from support.kube import Kube, kubectl
 
 HERE = Path(__file__).parent
 WIDGETS = "/apis/test.phasegate.dev/v1/namespaces/default/widgets"
@@ -58,9 +58,19 @@ def operator(local_api: LocalAPI, tmp_path: Path) -> Iterator[Path]:
     env = {**os.environ, "KUBECONFIG": str(local_api.kubeconfig_path)}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "--verbose",
-             str(HERE / "kopf_operator.py")],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "--all-namespaces",
+                "--verbose",
+                str(HERE / "kopf_operator.py"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield log
@@ -73,7 +83,12 @@ def test_a_kopf_operator_handles_create_update_delete_without_retries(
     local_api: LocalAPI, operator: Path
 ) -> None:
     kube = Kube(local_api.kubeconfig_path)
-    widget = {"apiVersion": "test.phasegate.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    widget = {
+        "apiVersion": "test.phasegate.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"size": 1},
+    }
     kube.ok("POST", WIDGETS, widget)
 
     def seen(size: int) -> bool:
@@ -84,7 +99,9 @@ def test_a_kopf_operator_handles_create_update_delete_without_retries(
     finalizers = kube.ok("GET", f"{WIDGETS}/w")["metadata"].get("finalizers", [])
     assert finalizers == ["kopf.zalando.org/KopfFinalizerMarker"]
 
-    kube.ok("PATCH", f"{WIDGETS}/w", {"spec": {"size": 2}}, content_type="application/merge-patch+json")
+    kube.ok(
+        "PATCH", f"{WIDGETS}/w", {"spec": {"size": 2}}, content_type="application/merge-patch+json"
+    )
     eventually(lambda: seen(2))
 
     def events() -> list[str]:
@@ -99,5 +116,12 @@ def test_a_kopf_operator_handles_create_update_delete_without_retries(
     eventually(lambda: "cleaned up" in operator.read_text())
 
     log = operator.read_text()
-    for bad in ("Traceback", "will retry", "Retrying", "Patching failed", "409", "failed with an exception"):
+    for bad in (
+        "Traceback",
+        "will retry",
+        "Retrying",
+        "Patching failed",
+        "409",
+        "failed with an exception",
+    ):
         assert bad not in log, f"{bad!r} in the operator's log:\n{log}"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support.kube import CRDS, PROVIDER_CRDS, REFERENCE, kubectl, namespace
 
 from phasegate.localapi import LocalAPI
+from support.kube import CRDS, PROVIDER_CRDS, REFERENCE, kubectl, namespace
 
 
 @pytest.fixture
@@ -22,8 +23,15 @@ def kc(local_api: LocalAPI) -> Path:
 def test_kubectl_applies_the_crds_and_the_reference_release(kc: Path) -> None:
     applied = kubectl(kc, "apply", "-f", str(REFERENCE))
     assert "progressiverollout.phasegate.dev/cohort-analyzer created" in applied.stdout
-    version = ["get", "prollout", "cohort-analyzer", "-n", "learning", "-o",
-               "jsonpath={.metadata.resourceVersion}/{.metadata.generation}"]
+    version = [
+        "get",
+        "prollout",
+        "cohort-analyzer",
+        "-n",
+        "learning",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}/{.metadata.generation}",
+    ]
     before = kubectl(kc, *version).stdout
     kubectl(kc, "apply", "-f", str(REFERENCE))  # schema defaults make kubectl send a patch...
     assert kubectl(kc, *version).stdout == before  # ...that changes nothing, as on a cluster
@@ -31,9 +39,28 @@ def test_kubectl_applies_the_crds_and_the_reference_release(kc: Path) -> None:
 
 def test_kubectl_get_rollouts_shows_the_printer_columns(kc: Path) -> None:
     kubectl(kc, "apply", "-f", str(REFERENCE))
-    status = '{"status":{"state":"Progressing","canaryWeight":10,"progress":"3/6","currentPhase":{"name":"ramp","index":1,"weight":10}}}'
-    kubectl(kc, "patch", "prollout", "cohort-analyzer", "-n", "learning", "--subresource=status",
-            "--type=merge", "-p", status)
+    status = json.dumps(
+        {
+            "status": {
+                "state": "Progressing",
+                "canaryWeight": 10,
+                "progress": "3/6",
+                "currentPhase": {"name": "ramp", "index": 1, "weight": 10},
+            }
+        }
+    )
+    kubectl(
+        kc,
+        "patch",
+        "prollout",
+        "cohort-analyzer",
+        "-n",
+        "learning",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    )
     out = kubectl(kc, "get", "rollouts", "-A").stdout.splitlines()
     assert out[0].split() == ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "STATE", "CHECKPOINTS", "AGE"]
     assert out[1].split()[:6] == ["learning", "cohort-analyzer", "ramp", "10", "Progressing", "3/6"]
@@ -54,14 +81,26 @@ def test_kubectl_get_watch_streams_changes(kc: Path) -> None:
     watch = subprocess.Popen(
         ["kubectl", "get", "rollouts", "-n", "learning", "-w", "--request-timeout=5s"],
         env={"KUBECONFIG": str(kc), "PATH": "/usr/bin:/bin:/usr/local/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert watch.stdout is not None
         assert watch.stdout.readline().split()[0] == "NAME"
         assert watch.stdout.readline().split()[0] == "cohort-analyzer"
-        kubectl(kc, "patch", "prollout", "cohort-analyzer", "-n", "learning", "--subresource=status",
-                "--type=merge", "-p", '{"status":{"state":"Holding","canaryWeight":5}}')
+        kubectl(
+            kc,
+            "patch",
+            "prollout",
+            "cohort-analyzer",
+            "-n",
+            "learning",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"state":"Holding","canaryWeight":5}}',
+        )
         line = watch.stdout.readline().split()
         assert line[0] == "cohort-analyzer" and "Holding" in line and "5" in line
     finally:
@@ -86,10 +125,20 @@ kind: HTTPRoute
 metadata: {name: web, namespace: learning}
 spec:
   rules:
-    - backendRefs: [{name: web-stable, port: 80, weight: 100}, {name: web-canary, port: 80, weight: 0}]
+    - backendRefs:
+        - {name: web-stable, port: 80, weight: 100}
+        - {name: web-canary, port: 80, weight: 0}
 """
     kubectl(kc, "apply", "-f", "-", stdin=route)
     assert "web" in kubectl(kc, "get", "gateway-api", "-n", "learning").stdout
-    weights = kubectl(kc, "get", "httproute", "web", "-n", "learning",
-                      "-o", "jsonpath={.spec.rules[0].backendRefs[*].weight}").stdout
+    weights = kubectl(
+        kc,
+        "get",
+        "httproute",
+        "web",
+        "-n",
+        "learning",
+        "-o",
+        "jsonpath={.spec.rules[0].backendRefs[*].weight}",
+    ).stdout
     assert weights.split() == ["100", "0"]

@@ -24,9 +24,21 @@ class Kube:
         self.kubeconfig = kubeconfig
         self.api = kubernetes.config.new_client_from_config(str(kubeconfig))
 
-    def _send(self, method: str, path: str, body: Any, query: list[tuple[str, str]], headers: dict[str, str]) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+    ) -> Any:
         method, url, headers, body, _ = self.api.param_serialize(
-            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+            method,
+            path,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
         response = self.api.call_api(method, url, header_params=headers, body=body)
         response.read()
@@ -51,9 +63,13 @@ class Kube:
         assert 200 <= status < 300, (status, data)
         return data
 
-    def stream(self, path: str, query: dict[str, str], accept: str = "application/json") -> list[dict[str, Any]]:
+    def stream(
+        self, path: str, query: dict[str, str], accept: str = "application/json"
+    ) -> list[dict[str, Any]]:
         """Read a watch until the server ends it (pass ``timeoutSeconds``)."""
-        response = self._send("GET", path, None, [("watch", "true"), *query.items()], {"Accept": accept})
+        response = self._send(
+            "GET", path, None, [("watch", "true"), *query.items()], {"Accept": accept}
+        )
         return [json.loads(line) for line in response.data.splitlines() if line.strip()]
 
     def apply_file(self, path: Path) -> None:
@@ -65,7 +81,13 @@ def kubectl(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     result = subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, input=stdin, timeout=timeout, check=False
+        ["kubectl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")

@@ -40,7 +40,9 @@ def test_schema_is_structural() -> None:
         assert "type" in node, f"{path} has no type"
         assert node.get("additionalProperties") is not False, path
         if "default" in node and "pattern" in node:
-            assert re.search(node["pattern"], node["default"]), f"{path}: default breaks its pattern"
+            assert re.search(node["pattern"], node["default"]), (
+                f"{path}: default breaks its pattern"
+            )
         for bound in ("exclusiveMinimum", "exclusiveMaximum"):
             assert isinstance(node.get(bound, True), bool), f"{path}: {bound} must be a boolean"
 

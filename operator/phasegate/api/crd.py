@@ -92,7 +92,9 @@ def structural(schema: Schema) -> Schema:
 def crd() -> Schema:
     """The full CRD object for ``progressiverollouts.phasegate.dev``."""
     spec = structural(
-        RolloutSpec.model_json_schema(by_alias=True, mode="validation", schema_generator=_WireDefaults)
+        RolloutSpec.model_json_schema(
+            by_alias=True, mode="validation", schema_generator=_WireDefaults
+        )
     )
     status = structural(
         RolloutStatus.model_json_schema(

@@ -10,12 +10,14 @@ from pathlib import Path
 def serve(port: int, kubeconfig: Path) -> int:
     from phasegate.localapi import LocalAPI
 
+    kubeconfig = kubeconfig.resolve()
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with LocalAPI(port=port, kubeconfig_path=kubeconfig.resolve()) as api:
+        async with LocalAPI(port=port, kubeconfig_path=kubeconfig) as api:
             print(f"local Kubernetes API at {api.url}", flush=True)
             print(f"export KUBECONFIG={api.kubeconfig_path}", flush=True)
             await stop.wait()

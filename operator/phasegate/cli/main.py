@@ -37,8 +37,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "It emulates what the operator, kopf and kubectl depend on; see the README.",
     )
     local.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (0: any free)")
-    local.add_argument("--kubeconfig", type=Path, default=Path("local-api.kubeconfig"),
-                       help="where to write the kubeconfig for kubectl and the operator")
+    local.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=Path("local-api.kubeconfig"),
+        help="where to write the kubeconfig for kubectl and the operator",
+    )
     return parser
 
 

@@ -32,14 +32,21 @@ JSON = "application/json"
 class APIError(Exception):
     """An error answered as a Kubernetes ``Status``."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
         }
         if self.details:
             body["details"] = self.details
@@ -51,8 +58,12 @@ def now_text() -> str:
 
 
 def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")), status=status,
-                        content_type=JSON, headers=headers)
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )
 
 
 @dataclass
@@ -95,7 +106,9 @@ class KubernetesAPI:
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as error:  # a bug here must answer 500, never kill the server
-            return respond(APIError(500, "InternalError", f"{type(error).__name__}: {error}").status(), 500)
+            return respond(
+                APIError(500, "InternalError", f"{type(error).__name__}: {error}").status(), 500
+            )
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -111,8 +124,15 @@ class KubernetesAPI:
         if parts[0] == "openapi":
             raise APIError(404, "NotFound", "the local API serves OpenAPI v3 only")
         if parts == ["api"]:
-            return respond({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
+            return respond(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}
+                    ],
+                }
+            )
         if parts == ["apis"]:
             return respond(self._group_list())
         if parts[0] == "api" and len(parts) >= 2:
@@ -122,7 +142,11 @@ class KubernetesAPI:
         elif parts[0] == "apis" and len(parts) >= 3:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({request.path})")
+            raise APIError(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({request.path})",
+            )
         if not rest:
             return respond(self._resource_list(group, version))
         target = self._target(group, version, rest)
@@ -133,7 +157,11 @@ class KubernetesAPI:
             found = self.store.find(group, version, plural)
             if found is None:
                 gv = f"{group}/{version}" if group else version
-                raise APIError(404, "NotFound", f"the server could not find the requested resource ({gv}, {plural})")
+                raise APIError(
+                    404,
+                    "NotFound",
+                    f"the server could not find the requested resource ({gv}, {plural})",
+                )
             return found
 
         inner = self.store.find(group, version, rest[2]) if len(rest) >= 3 else None
@@ -141,7 +169,7 @@ class KubernetesAPI:
             namespaced = resource(rest[2])
             if len(rest) > 5:
                 raise APIError(404, "NotFound", "the server could not find the requested resource")
-            return Target(namespaced, rest[1], *(rest[3:5] + [None, None])[:2])
+            return Target(namespaced, rest[1], *[*rest[3:5], None, None][:2])
         found = resource(rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
@@ -149,10 +177,16 @@ class KubernetesAPI:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         return Target(found, None, name, sub)
 
-    async def _dispatch(self, request: web.BaseRequest, method: str, target: Target) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.BaseRequest, method: str, target: Target
+    ) -> web.StreamResponse:
         query = request.query
         if target.subresource and target.subresource not in self._subresources(target.resource):
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({target.subresource})")
+            raise APIError(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({target.subresource})",
+            )
         if target.name is None:
             if method == "GET":
                 if query.get("watch") in ("1", "true"):
@@ -177,8 +211,12 @@ class KubernetesAPI:
         if method == "PATCH":
             kind = request.content_type
             if kind not in patching.KINDS:
-                raise APIError(415, "UnsupportedMediaType",
-                               f"the body of the request was in an unknown format - accepted media types include: {', '.join(patching.KINDS)}")
+                raise APIError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types "
+                    f"include: {', '.join(patching.KINDS)}",
+                )
             body = await self._body(request, yaml_ok=kind == patching.APPLY)
             obj, created = self._patch(target, kind, body, query)
             return respond(obj, 201 if created else 200)
@@ -189,7 +227,8 @@ class KubernetesAPI:
     @staticmethod
     def _subresources(resource: Resource) -> set[str]:
         return ({"status"} if resource.status_subresource else set()) | (
-            {"scale"} if resource.scale_subresource else set())
+            {"scale"} if resource.scale_subresource else set()
+        )
 
     # ---- discovery ---------------------------------------------------------------------------
 
@@ -203,22 +242,44 @@ class KubernetesAPI:
     def _group(self, name: str) -> dict[str, Any]:
         versions = self._versions().get(name)
         if not versions:
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({name})")
+            raise APIError(
+                404, "NotFound", f"the server could not find the requested resource ({name})"
+            )
         entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
-        return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": entries,
-                "preferredVersion": entries[0]}
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": name,
+            "versions": entries,
+            "preferredVersion": entries[0],
+        }
 
     def _group_list(self) -> dict[str, Any]:
-        return {"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [self._group(name) for name in self._versions()]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [self._group(name) for name in self._versions()],
+        }
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        entries = [entry for (g, v, _), r in self.store.resources.items() if (g, v) == (group, version)
-                   for entry in r.discovery()]
+        entries = [
+            entry
+            for (g, v, _), r in self.store.resources.items()
+            if (g, v) == (group, version)
+            for entry in r.discovery()
+        ]
         if not entries:
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({group}/{version})")
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": entries}
+            raise APIError(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({group}/{version})",
+            )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": entries,
+        }
 
     def _openapi(self, gv: list[str]) -> dict[str, Any]:
         """OpenAPI v3 documents: enough for kubectl to see that the server validates fields
@@ -228,13 +289,19 @@ class KubernetesAPI:
             prefix = f"apis/{resource.group}/{resource.version}" if resource.group else "api/v1"
             groups.setdefault(prefix, []).append(resource)
         if not gv:
-            return {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={len(rs)}"}
-                              for p, rs in groups.items()}}
+            return {
+                "paths": {
+                    p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={len(rs)}"}
+                    for p, rs in groups.items()
+                }
+            }
         resources = groups.get("/".join(gv))
         if resources is None:
             raise APIError(404, "NotFound", f"no OpenAPI document for {'/'.join(gv)}")
-        params = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+        params = [
+            {"name": n, "in": "query", "schema": {"type": "string"}}
+            for n in ("dryRun", "fieldManager", "fieldValidation", "force")
+        ]
         paths: dict[str, Any] = {}
         schemas: dict[str, Any] = {}
         for r in resources:
@@ -242,13 +309,21 @@ class KubernetesAPI:
             scope = "/namespaces/{namespace}" if r.namespaced else ""
             operation = {"x-kubernetes-group-version-kind": gvk, "parameters": params}
             paths[f"/{'/'.join(gv)}{scope}/{r.plural}/{{name}}"] = {
-                "get": operation, "put": operation, "patch": operation, "delete": operation}
+                "get": operation,
+                "put": operation,
+                "patch": operation,
+                "delete": operation,
+            }
             paths[f"/{'/'.join(gv)}{scope}/{r.plural}"] = {"get": operation, "post": operation}
             if r.schema is not None:
                 name = ".".join(reversed(r.group.split("."))) + f".{r.version}.{r.kind}"
                 schemas[name] = {**r.schema, "x-kubernetes-group-version-kind": [gvk]}
-        return {"openapi": "3.0.0", "info": {"title": "phasegate local API", "version": "v1"},
-                "paths": paths, "components": {"schemas": schemas}}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "phasegate local API", "version": "v1"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -260,8 +335,16 @@ class KubernetesAPI:
         assert target.name is not None
         obj = self.store.get(target.resource.key, target.ns(), target.name)
         if obj is None:
-            raise APIError(404, "NotFound", f"{target.describe()} not found",
-                           {"name": target.name, "group": target.resource.group, "kind": target.resource.plural})
+            raise APIError(
+                404,
+                "NotFound",
+                f"{target.describe()} not found",
+                {
+                    "name": target.name,
+                    "group": target.resource.group,
+                    "kind": target.resource.plural,
+                },
+            )
         return obj
 
     @staticmethod
@@ -272,7 +355,11 @@ class KubernetesAPI:
     def _one(self, request: web.BaseRequest, target: Target, obj: Obj) -> web.Response:
         if self._wants_table(request):
             rv = obj["metadata"]["resourceVersion"]
-            return respond(tables.table(target.resource, [obj], rv, request.query.get("includeObject", "Metadata")))
+            return respond(
+                tables.table(
+                    target.resource, [obj], rv, request.query.get("includeObject", "Metadata")
+                )
+            )
         return respond(obj)
 
     def _matcher(self, request: web.BaseRequest) -> Any:
@@ -285,12 +372,20 @@ class KubernetesAPI:
 
     def _list(self, request: web.BaseRequest, target: Target) -> web.Response:
         resource = target.resource
-        items = list(self.store.list(resource.key, target.namespace, self._matcher(request)))
+        items = list(self.store.select(resource.key, target.namespace, self._matcher(request)))
         rv = str(self.store.rv)
         if self._wants_table(request):
-            return respond(tables.table(resource, items, rv, request.query.get("includeObject", "Metadata")))
-        return respond({"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
-                        "metadata": {"resourceVersion": rv}, "items": items})
+            return respond(
+                tables.table(resource, items, rv, request.query.get("includeObject", "Metadata"))
+            )
+        return respond(
+            {
+                "kind": f"{resource.kind}List",
+                "apiVersion": resource.group_version,
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            }
+        )
 
     async def _watch(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         query = request.query
@@ -303,14 +398,18 @@ class KubernetesAPI:
         watcher = Watcher(resource.key, target.namespace, matcher)
         initial: list[tuple[str, Obj]]
         if start in ("", "0"):
-            initial = [("ADDED", o) for o in self.store.list(resource.key, target.namespace, matcher)]
+            initial = [
+                ("ADDED", o) for o in self.store.select(resource.key, target.namespace, matcher)
+            ]
         else:
             try:
                 since = self.store.since(resource.key, int(start))
             except ValueError:
                 raise APIError(400, "BadRequest", f"invalid resourceVersion {start!r}") from None
             if since is None:
-                gone = APIError(410, "Expired", f"too old resource version: {start} ({self.store.oldest_rv})")
+                gone = APIError(
+                    410, "Expired", f"too old resource version: {start} ({self.store.oldest_rv})"
+                )
                 initial = [("ERROR", gone.status())]
             else:
                 initial = [(c.type, c.obj) for c in since if watcher.wants(c)]
@@ -327,11 +426,16 @@ class KubernetesAPI:
             deadline = loop.time() + timeout
             while (left := deadline - loop.time()) > 0:
                 try:
-                    change: Change = await asyncio.wait_for(watcher.queue.get(), min(left, self.bookmark_interval))
+                    change: Change = await asyncio.wait_for(
+                        watcher.queue.get(), min(left, self.bookmark_interval)
+                    )
                 except TimeoutError:
                     if bookmarks:
-                        bookmark = {"kind": resource.kind, "apiVersion": resource.group_version,
-                                    "metadata": {"resourceVersion": str(self.store.rv)}}
+                        bookmark = {
+                            "kind": resource.kind,
+                            "apiVersion": resource.group_version,
+                            "metadata": {"resourceVersion": str(self.store.rv)},
+                        }
                         await self._send(response, resource, "BOOKMARK", bookmark, False)
                     continue
                 await self._send(response, resource, change.type, change.obj, as_table)
@@ -342,8 +446,9 @@ class KubernetesAPI:
             self.store.unsubscribe(watcher)
         return response
 
-    async def _send(self, response: web.StreamResponse, resource: Resource, type_: str, obj: Obj,
-                    as_table: bool) -> None:
+    async def _send(
+        self, response: web.StreamResponse, resource: Resource, type_: str, obj: Obj, as_table: bool
+    ) -> None:
         if as_table and type_ not in ("ERROR", "BOOKMARK"):
             obj = tables.table(resource, [obj], obj["metadata"]["resourceVersion"])
         line = json.dumps({"type": type_, "object": obj}, separators=(",", ":")) + "\n"
@@ -353,21 +458,35 @@ class KubernetesAPI:
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         selector = (spec.get("selector") or {}).get("matchLabels") or {}
         return {
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                           "creationTimestamp") if k in obj["metadata"]},
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: obj["metadata"][k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in obj["metadata"]
+            },
             "spec": {"replicas": spec.get("replicas", 1)},
-            "status": {"replicas": status.get("replicas", 0),
-                       "selector": ",".join(f"{k}={v}" for k, v in selector.items())},
+            "status": {
+                "replicas": status.get("replicas", 0),
+                "selector": ",".join(f"{k}={v}" for k, v in selector.items()),
+            },
         }
 
     # ---- writing -----------------------------------------------------------------------------
 
     async def _body(self, request: web.BaseRequest, yaml_ok: bool = False) -> Any:
-        if request.method in ("POST", "PUT") and request.content_type not in (JSON, "", "application/yaml"):
+        if request.method in ("POST", "PUT") and request.content_type not in (
+            JSON,
+            "",
+            "application/yaml",
+        ):
             # Protobuf is not spoken here; client-go then falls back to JSON, as with CRDs.
-            raise APIError(415, "UnsupportedMediaType",
-                           f"the body of the request was in an unknown format ({request.content_type}) - accepted media types include: application/json, application/yaml")
+            raise APIError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format ({request.content_type}) "
+                "- accepted media types include: application/json, application/yaml",
+            )
         raw = await request.read()
         try:
             as_yaml = yaml_ok or request.content_type == "application/yaml"
@@ -376,7 +495,9 @@ class KubernetesAPI:
             raise APIError(400, "BadRequest", f"the request body is not valid: {error}") from None
         return body
 
-    def _validate(self, target: Target, obj: Obj, query: Any, old: Obj | None) -> tuple[Obj, list[str]]:
+    def _validate(
+        self, target: Target, obj: Obj, query: Any, old: Obj | None
+    ) -> tuple[Obj, list[str]]:
         """Schema-validate a custom resource (prune, default, check); 422 on failure."""
         resource = target.resource
         warnings: list[str] = []
@@ -394,10 +515,20 @@ class KubernetesAPI:
                 name = obj.get("metadata", {}).get("name", "")
                 texts = [c.text() for c in result.causes]
                 joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
-                raise APIError(422, "Invalid", f'{kind} "{name}" is invalid: {joined}', {
-                    "name": name, "group": resource.group, "kind": resource.kind,
-                    "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in result.causes],
-                })
+                raise APIError(
+                    422,
+                    "Invalid",
+                    f'{kind} "{name}" is invalid: {joined}',
+                    {
+                        "name": name,
+                        "group": resource.group,
+                        "kind": resource.kind,
+                        "causes": [
+                            {"reason": c.reason, "message": c.message, "field": c.field}
+                            for c in result.causes
+                        ],
+                    },
+                )
             obj = result.value
         if resource.kind == "CustomResourceDefinition" and resource.group == "apiextensions.k8s.io":
             self._check_crd(obj, old)
@@ -407,15 +538,25 @@ class KubernetesAPI:
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
         problems = [f"spec.{f}: Required value" for f in ("group",) if not spec.get(f)]
-        problems += [f"spec.names.{f}: Required value" for f in ("plural", "kind") if not names.get(f)]
+        problems += [
+            f"spec.names.{f}: Required value" for f in ("plural", "kind") if not names.get(f)
+        ]
         if not spec.get("versions"):
             problems.append("spec.versions: Required value")
         expected = f"{names.get('plural')}.{spec.get('group')}"
         if crd.get("metadata", {}).get("name") != expected:
-            problems.append(f'metadata.name: Invalid value: "{crd.get("metadata", {}).get("name")}": must be spec.names.plural+"."+spec.group')
+            problems.append(
+                f'metadata.name: Invalid value: "{crd.get("metadata", {}).get("name")}": '
+                'must be spec.names.plural+"."+spec.group'
+            )
         if problems:
             name = crd.get("metadata", {}).get("name", "")
-            raise APIError(422, "Invalid", f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: [{", ".join(problems)}]')
+            raise APIError(
+                422,
+                "Invalid",
+                f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: '
+                f"[{', '.join(problems)}]",
+            )
 
     def _stamp(self, target: Target, obj: Obj) -> Obj:
         meta = obj["metadata"]
@@ -438,30 +579,59 @@ class KubernetesAPI:
         obj.setdefault("apiVersion", resource.group_version)
         obj.setdefault("kind", resource.kind)
         if obj["kind"] != resource.kind or obj["apiVersion"] != resource.group_version:
-            raise APIError(400, "BadRequest",
-                           f"the object is {obj['apiVersion']}/{obj['kind']}, the URL is for {resource.group_version}/{resource.kind}")
+            raise APIError(
+                400,
+                "BadRequest",
+                f"the object is {obj['apiVersion']}/{obj['kind']}, "
+                f"the URL is for {resource.group_version}/{resource.kind}",
+            )
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise APIError(400, "BadRequest", "metadata must be an object")
         if resource.namespaced:
             if target.namespace is None:
-                raise APIError(400, "BadRequest", "a namespaced object is created in a namespace's URL")
+                raise APIError(
+                    400, "BadRequest", "a namespaced object is created in a namespace's URL"
+                )
             if meta.get("namespace") not in (None, "", target.namespace):
-                raise APIError(400, "BadRequest",
-                               "the namespace of the provided object does not match the namespace sent on the request")
+                raise APIError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace "
+                    "sent on the request",
+                )
             if self.store.get(("", "v1", "namespaces"), "", target.namespace) is None:
-                raise APIError(404, "NotFound", f'namespaces "{target.namespace}" not found',
-                               {"name": target.namespace, "kind": "namespaces"})
+                raise APIError(
+                    404,
+                    "NotFound",
+                    f'namespaces "{target.namespace}" not found',
+                    {"name": target.namespace, "kind": "namespaces"},
+                )
         if not meta.get("name"):
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
             else:
-                raise APIError(422, "Invalid", f'{resource.kind} "" is invalid: metadata.name: Required value: name or generateName is required')
+                raise APIError(
+                    422,
+                    "Invalid",
+                    f'{resource.kind} "" is invalid: metadata.name: Required value: '
+                    "name or generateName is required",
+                )
         target = Target(resource, target.namespace, meta["name"])
         if self.store.get(resource.key, target.ns(), meta["name"]) is not None:
-            raise APIError(409, "AlreadyExists", f"{target.describe()} already exists",
-                           {"name": meta["name"], "group": resource.group, "kind": resource.plural})
-        for field in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "generation"):
+            raise APIError(
+                409,
+                "AlreadyExists",
+                f"{target.describe()} already exists",
+                {"name": meta["name"], "group": resource.group, "kind": resource.plural},
+            )
+        for field in (
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ):
             meta.pop(field, None)
         if resource.status_subresource and resource.crd_name:
             obj.pop("status", None)  # a custom resource's status is written through /status only
@@ -479,7 +649,9 @@ class KubernetesAPI:
 
     def _establish(self, crd: Obj) -> Obj:
         """Register the CRD's resources and report it Established, as the apiserver does."""
-        old = self.store.get(("apiextensions.k8s.io", "v1", "customresourcedefinitions"), "", crd["metadata"]["name"])
+        old = self.store.get(
+            ("apiextensions.k8s.io", "v1", "customresourcedefinitions"), "", crd["metadata"]["name"]
+        )
         if old is not None:
             for resource in from_crd(old):
                 self.store.resources.pop(resource.key, None)
@@ -491,10 +663,20 @@ class KubernetesAPI:
             "acceptedNames": {k: v for k, v in names.items()},
             "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": stamp},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": stamp},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": stamp,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": stamp,
+                },
             ],
         }
         return crd
@@ -506,27 +688,50 @@ class KubernetesAPI:
         old_meta = old["metadata"]
         sent_rv = meta.get("resourceVersion")
         if sent_rv not in (None, "") and sent_rv != old_meta["resourceVersion"]:
-            raise APIError(409, "Conflict",
-                           f"Operation cannot be fulfilled on {target.describe()}: the object has been modified; "
-                           "please apply your changes to the latest version and try again",
-                           {"name": target.name, "group": resource.group, "kind": resource.plural})
-        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation"):
+            raise APIError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {target.describe()}: "
+                "the object has been modified; "
+                "please apply your changes to the latest version and try again",
+                {"name": target.name, "group": resource.group, "kind": resource.plural},
+            )
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ):
             if field in old_meta:
                 meta[field] = old_meta[field]
             else:
                 meta.pop(field, None)
-        new["apiVersion"], new["kind"] = old.get("apiVersion", resource.group_version), old.get("kind", resource.kind)
+        new["apiVersion"], new["kind"] = (
+            old.get("apiVersion", resource.group_version),
+            old.get("kind", resource.kind),
+        )
         if resource.status_subresource:
             if target.subresource == "status":
-                new = {**old, "status": new.get("status")} if new.get("status") is not None else {
-                    k: v for k, v in old.items() if k != "status"}
+                new = (
+                    {**old, "status": new.get("status")}
+                    if new.get("status") is not None
+                    else {k: v for k, v in old.items() if k != "status"}
+                )
                 new["metadata"] = dict(old_meta)
             elif "status" in old:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
-        if meta.get("deletionTimestamp") and set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or []):
-            raise APIError(422, "Invalid", f"{target.describe()} is being deleted: no new finalizers may be added")
+        if meta.get("deletionTimestamp") and set(meta.get("finalizers") or []) - set(
+            old_meta.get("finalizers") or []
+        ):
+            raise APIError(
+                422,
+                "Invalid",
+                f"{target.describe()} is being deleted: no new finalizers may be added",
+            )
         new, _ = self._validate(target, new, query, old)
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         if new == old:
@@ -554,11 +759,15 @@ class KubernetesAPI:
             new = copy.deepcopy(old)
             new.setdefault("spec", {})["replicas"] = replicas
             new["metadata"]["resourceVersion"] = (body.get("metadata") or {}).get("resourceVersion")
-            stored = self._replace(Target(target.resource, target.namespace, target.name), old, new, query)
+            stored = self._replace(
+                Target(target.resource, target.namespace, target.name), old, new, query
+            )
             return self._scale(target, stored)
         body_name = (body.get("metadata") or {}).get("name")
         if body_name not in (None, target.name):
-            raise APIError(400, "BadRequest", "the name of the object does not match the name in the URL")
+            raise APIError(
+                400, "BadRequest", "the name of the object does not match the name in the URL"
+            )
         return self._replace(target, old, copy.deepcopy(body), query)
 
     def _patch(self, target: Target, kind: str, body: Any, query: Any) -> tuple[Obj, bool]:
@@ -566,7 +775,9 @@ class KubernetesAPI:
         old = self.store.get(target.resource.key, target.ns(), target.name)
         if old is None:
             if kind == patching.APPLY and target.subresource is None:
-                return self._create_object(Target(target.resource, target.namespace), body, query), True
+                return self._create_object(
+                    Target(target.resource, target.namespace), body, query
+                ), True
             self._existing(target)
         assert old is not None
         base = self._scale(target, old) if target.subresource == "scale" else old
@@ -574,7 +785,11 @@ class KubernetesAPI:
             patched = patching.apply_patch(kind, copy.deepcopy(base), body)
         except patching.PatchError as error:
             if error.conflict:
-                raise APIError(409, "Conflict", f"Operation cannot be fulfilled on {target.describe()}: {error}") from None
+                raise APIError(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on {target.describe()}: {error}",
+                ) from None
             raise APIError(422, "Invalid", str(error)) from None
         if not isinstance(patched, dict):
             raise APIError(422, "Invalid", "the patch does not produce an object")
@@ -582,7 +797,9 @@ class KubernetesAPI:
             new = copy.deepcopy(old)
             new.setdefault("spec", {})["replicas"] = (patched.get("spec") or {}).get("replicas")
             new["metadata"]["resourceVersion"] = None
-            stored = self._replace(Target(target.resource, target.namespace, target.name), old, new, query)
+            stored = self._replace(
+                Target(target.resource, target.namespace, target.name), old, new, query
+            )
             return self._scale(target, stored), False
         return self._replace(target, old, patched, query), False
 
@@ -627,11 +844,19 @@ class KubernetesAPI:
     def _delete_collection(self, request: web.BaseRequest, target: Target) -> web.Response:
         matcher = self._matcher(request)
         deleted = []
-        for obj in list(self.store.list(target.resource.key, target.namespace, matcher)):
-            each = Target(target.resource, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        for obj in list(self.store.select(target.resource.key, target.namespace, matcher)):
+            each = Target(
+                target.resource, obj["metadata"].get("namespace"), obj["metadata"]["name"]
+            )
             deleted.append(self._delete(each, request.query))
-        return respond({"kind": f"{target.resource.kind}List", "apiVersion": target.resource.group_version,
-                        "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+        return respond(
+            {
+                "kind": f"{target.resource.kind}List",
+                "apiVersion": target.resource.group_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": deleted,
+            }
+        )
 
     def _after_write(self, target: Target, obj: Obj) -> None:
         """Hook for controllers emulated beside the API (none by default)."""
@@ -640,4 +865,3 @@ class KubernetesAPI:
 def _spec_part(obj: Obj) -> Obj:
     """What metadata.generation counts: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-

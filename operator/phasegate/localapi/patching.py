@@ -60,7 +60,8 @@ def json_patch(target: Any, operations: Any) -> Any:
         return jsonpatch.JsonPatch(operations).apply(target, in_place=False)
     except jsonpatch.JsonPatchTestFailed as error:
         stale = any(
-            isinstance(op, dict) and op.get("op") == "test"
+            isinstance(op, dict)
+            and op.get("op") == "test"
             and op.get("path") == "/metadata/resourceVersion"
             for op in operations
         )
@@ -102,7 +103,11 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
 
 def _merge_list(current: Any, patch: list[Any], key: str, parent: str) -> list[Any]:
     merge_key = MERGE_KEYS.get(key)
-    if key == "ports" and parent == "spec" and any("port" in p for p in patch if isinstance(p, dict)):
+    if (
+        key == "ports"
+        and parent == "spec"
+        and any("port" in p for p in patch if isinstance(p, dict))
+    ):
         merge_key = "port"  # Service ports
     if merge_key is None or not all(isinstance(item, dict) for item in patch):
         return [copy.deepcopy(v) for v in patch if not (isinstance(v, dict) and "$patch" in v)]

@@ -10,7 +10,14 @@ from functools import lru_cache
 from typing import Any
 
 Schema = dict[str, Any]
-_TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+_TYPE_NAMES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,14 @@ def validate(schema: Schema, obj: dict[str, Any]) -> Result:
     """Prune, default and validate a whole object against its CRD's openAPIV3Schema."""
     result = Result(value=None)
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-    root = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items()
-                                     if k not in ("apiVersion", "kind", "metadata")}}
+    root = {
+        **schema,
+        "properties": {
+            k: v
+            for k, v in schema.get("properties", {}).items()
+            if k not in ("apiVersion", "kind", "metadata")
+        },
+    }
     checked = _walk(root, body, "", result)
     result.value = {
         **{k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj},
@@ -68,15 +81,24 @@ def _walk(schema: Schema, value: Any, path: str, result: Result) -> Any:
         return _PRUNE
     if schema.get("x-kubernetes-int-or-string"):
         if not isinstance(value, (int, str)) or isinstance(value, bool):
-            result.causes.append(Cause(where, "FieldValueInvalid",
-                                       f"Invalid value: {_show(value)}: {where} in body must be of type int-or-string"))
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {_show(value)}: {where} in body must be of type int-or-string",
+                )
+            )
         return value
     kind = schema.get("type")
     if kind and not _is_type(value, kind):
-        result.causes.append(Cause(
-            where, "FieldValueTypeInvalid",
-            f'Invalid value: "{_json_type(value)}": {where} in body must be of type {kind}: "{_json_type(value)}"',
-        ))
+        result.causes.append(
+            Cause(
+                where,
+                "FieldValueTypeInvalid",
+                f'Invalid value: "{_json_type(value)}": {where} in body must be of type '
+                f'{kind}: "{_json_type(value)}"',
+            )
+        )
         return value
     if isinstance(value, dict):
         value = _object(schema, value, path, result)
@@ -86,8 +108,13 @@ def _walk(schema: Schema, value: Any, path: str, result: Result) -> Any:
         _scalar(schema, value, where, result)
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(_show(v) for v in schema["enum"])
-        result.causes.append(Cause(where, "FieldValueNotSupported",
-                                   f"Unsupported value: {_show(value)}: supported values: {supported}"))
+        result.causes.append(
+            Cause(
+                where,
+                "FieldValueNotSupported",
+                f"Unsupported value: {_show(value)}: supported values: {supported}",
+            )
+        )
     for rule in schema.get("x-kubernetes-validations", []):
         _cel(rule, value, where, result)
     return value
@@ -103,7 +130,8 @@ _PRUNE = _Prune()
 def _is_type(value: Any, kind: str) -> bool:
     if kind == "integer":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+            isinstance(value, float) and value.is_integer()
+        )
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return _json_type(value) == kind
@@ -151,11 +179,17 @@ def _array(schema: Schema, value: list[Any], path: str, result: Result) -> list[
 def _count(schema: Schema, n: int, where: str, noun: str, result: Result) -> None:
     low, high = schema.get(f"min{noun.capitalize()}"), schema.get(f"max{noun.capitalize()}")
     if low is not None and n < low:
-        result.causes.append(Cause(where, "FieldValueInvalid",
-                                   f"Invalid value: {n}: {where} in body should have at least {low} {noun}"))
+        result.causes.append(
+            Cause(
+                where,
+                "FieldValueInvalid",
+                f"Invalid value: {n}: {where} in body should have at least {low} {noun}",
+            )
+        )
     if high is not None and n > high:
-        result.causes.append(Cause(where, "FieldValueTooMany",
-                                   f"Too many: {n}: must have at most {high} {noun}"))
+        result.causes.append(
+            Cause(where, "FieldValueTooMany", f"Too many: {n}: must have at most {high} {noun}")
+        )
 
 
 def _scalar(schema: Schema, value: Any, where: str, result: Result) -> None:
@@ -163,25 +197,46 @@ def _scalar(schema: Schema, value: Any, where: str, result: Result) -> None:
     if isinstance(value, str):
         low, high = schema.get("minLength"), schema.get("maxLength")
         if low is not None and len(value) < low:
-            result.causes.append(Cause(where, "FieldValueInvalid",
-                                       f"Invalid value: {shown}: {where} in body should be at least {low} chars long"))
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {shown}: {where} in body should be at least {low} chars long",
+                )
+            )
         if high is not None and len(value) > high:
-            result.causes.append(Cause(where, "FieldValueTooLong",
-                                       f"Too long: may not be more than {high} bytes"))
+            result.causes.append(
+                Cause(where, "FieldValueTooLong", f"Too long: may not be more than {high} bytes")
+            )
         pattern = schema.get("pattern")
         if pattern is not None and not _regex(pattern).search(value):
-            result.causes.append(Cause(where, "FieldValueInvalid",
-                                       f"Invalid value: {shown}: {where} in body should match '{pattern}'"))
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {shown}: {where} in body should match '{pattern}'",
+                )
+            )
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if low is not None and (value <= low if schema.get("exclusiveMinimum") else value < low):
             word = "greater than" if schema.get("exclusiveMinimum") else "greater than or equal to"
-            result.causes.append(Cause(where, "FieldValueInvalid",
-                                       f"Invalid value: {shown}: {where} in body should be {word} {low}"))
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {shown}: {where} in body should be {word} {low}",
+                )
+            )
         if high is not None and (value >= high if schema.get("exclusiveMaximum") else value > high):
             word = "less than" if schema.get("exclusiveMaximum") else "less than or equal to"
-            result.causes.append(Cause(where, "FieldValueInvalid",
-                                       f"Invalid value: {shown}: {where} in body should be {word} {high}"))
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {shown}: {where} in body should be {word} {high}",
+                )
+            )
 
 
 @lru_cache(maxsize=512)
@@ -207,12 +262,18 @@ def _cel(rule: dict[str, Any], value: Any, where: str, result: Result) -> None:
         return
     message = rule.get("message") or f"failed rule: {text}"
     try:
-        verdict = _program(text).evaluate({"self": celpy.json_to_cel(value)})
+        verdict = _program(text).evaluate({"self": celpy.json_to_cel(value)})  # type: ignore[attr-defined]
     except Exception as error:  # a rule that cannot be evaluated is reported, never fatal
-        result.causes.append(Cause(where, "FieldValueInvalid",
-                                   f"Invalid value: {_show(value)}: rule evaluation error: {error}"))
+        result.causes.append(
+            Cause(
+                where,
+                "FieldValueInvalid",
+                f"Invalid value: {_show(value)}: rule evaluation error: {error}",
+            )
+        )
         return
     if isinstance(verdict, Exception) or not bool(verdict):
         field_path = where + (rule.get("fieldPath") or "")
-        result.causes.append(Cause(field_path, "FieldValueInvalid",
-                                   f"Invalid value: {_show(value)}: {message}"))
+        result.causes.append(
+            Cause(field_path, "FieldValueInvalid", f"Invalid value: {_show(value)}: {message}")
+        )

@@ -31,28 +31,32 @@ def _split(selector: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+LabelTest = Callable[[dict[str, str]], bool]
+
+
+def _label_test(term: str) -> LabelTest:
+    if m := _SET.match(term):
+        key, op = m.group(1), m.group(2)
+        values = {v.strip() for v in m.group(3).split(",")}
+        if op == "in":
+            return lambda labels: labels.get(key) in values
+        return lambda labels: labels.get(key) not in values
+    if m := _EQ.match(term):
+        key, op, value = m.groups()
+        if op == "!=":
+            return lambda labels: labels.get(key) != value
+        return lambda labels: labels.get(key) == value
+    if m := _EXISTS.match(term):
+        negate, key = m.group(1) == "!", m.group(2)
+        return lambda labels: (key in labels) != negate
+    raise SelectorError(f"unable to parse requirement: {term!r}")
+
+
 def label_selector(selector: str | None) -> Matcher:
+    """``a=b,c!=d,e in (f,g),!h``: all requirements must hold."""
     if not selector:
         return lambda obj: True
-    tests: list[Callable[[dict[str, str]], bool]] = []
-    for term in _split(selector):
-        if m := _SET.match(term):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
-        elif m := _EQ.match(term):
-            key, op, value = m.groups()
-            if op == "!=":
-                tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif m := _EXISTS.match(term):
-            negate, key = m.group(1) == "!", m.group(2)
-            tests.append(lambda labels, k=key, n=negate: (k in labels) != n)
-        else:
-            raise SelectorError(f"unable to parse requirement: {term!r}")
+    tests = [_label_test(term) for term in _split(selector)]
 
     def match(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -68,17 +72,19 @@ def _field(obj: dict[str, Any], path: str) -> str:
     return "" if node is None else str(node)
 
 
+def _field_test(term: str) -> Matcher:
+    m = _EQ.match(term)
+    if not m:
+        raise SelectorError(f"invalid field selector: {term!r}")
+    path, op, value = m.groups()
+    if op == "!=":
+        return lambda obj: _field(obj, path) != value
+    return lambda obj: _field(obj, path) == value
+
+
 def field_selector(selector: str | None) -> Matcher:
+    """``metadata.name=x,metadata.namespace!=y``."""
     if not selector:
         return lambda obj: True
-    tests: list[Matcher] = []
-    for term in _split(selector):
-        m = _EQ.match(term)
-        if not m:
-            raise SelectorError(f"invalid field selector: {term!r}")
-        path, op, value = m.groups()
-        if op == "!=":
-            tests.append(lambda obj, p=path, v=value: _field(obj, p) != v)
-        else:
-            tests.append(lambda obj, p=path, v=value: _field(obj, p) == v)
+    tests = [_field_test(term) for term in _split(selector)]
     return lambda obj: all(test(obj) for test in tests)

@@ -56,7 +56,11 @@ def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
         "contexts": [
             {
                 "name": "phasegate-local",
-                "context": {"cluster": "phasegate-local", "user": "phasegate-local", "namespace": namespace},
+                "context": {
+                    "cluster": "phasegate-local",
+                    "user": "phasegate-local",
+                    "namespace": namespace,
+                },
             }
         ],
         "current-context": "phasegate-local",

@@ -68,7 +68,7 @@ class Store:
     def get(self, key: ResourceKey, namespace: str, name: str) -> Obj | None:
         return self.objects.get(key, {}).get((namespace, name))
 
-    def list(self, key: ResourceKey, namespace: str | None, matches: Matcher) -> Iterator[Obj]:
+    def select(self, key: ResourceKey, namespace: str | None, matches: Matcher) -> Iterator[Obj]:
         for (ns, _), obj in sorted(self.objects.get(key, {}).items()):
             if (namespace is None or ns == namespace) and matches(obj):
                 yield obj

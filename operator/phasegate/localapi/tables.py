@@ -10,6 +10,7 @@ from typing import Any
 from phasegate.localapi.resources import Resource
 
 Cell = Callable[[dict[str, Any]], Any]
+Column = tuple[dict[str, Any], Cell]
 _INDEX = re.compile(r"^(\w*)\[(\d+)\]$")
 
 
@@ -55,44 +56,76 @@ def json_path(obj: Any, path: str) -> Any:
     return node
 
 
+def _cell(path: str, is_date: bool, now: datetime) -> Cell:
+    if is_date:
+        return lambda obj: human_age(json_path(obj, path), now)
+    return lambda obj: json_path(obj, path)
+
+
 def _builtin_columns(resource: Resource) -> list[tuple[dict[str, Any], Cell]]:
     if resource.kind == "Deployment":
+
         def ready(o: dict[str, Any]) -> str:
             status = o.get("status") or {}
             return f"{status.get('readyReplicas', 0)}/{(o.get('spec') or {}).get('replicas', 1)}"
 
         return [
             ({"name": "Ready", "type": "string"}, ready),
-            ({"name": "Up-to-date", "type": "integer"}, lambda o: (o.get("status") or {}).get("updatedReplicas", 0)),
-            ({"name": "Available", "type": "integer"}, lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
+            (
+                {"name": "Up-to-date", "type": "integer"},
+                lambda o: (o.get("status") or {}).get("updatedReplicas", 0),
+            ),
+            (
+                {"name": "Available", "type": "integer"},
+                lambda o: (o.get("status") or {}).get("availableReplicas", 0),
+            ),
         ]
     if resource.kind == "Namespace":
-        return [({"name": "Status", "type": "string"}, lambda o: (o.get("status") or {}).get("phase", "Active"))]
+        return [
+            (
+                {"name": "Status", "type": "string"},
+                lambda o: (o.get("status") or {}).get("phase", "Active"),
+            )
+        ]
     return []
 
 
-def table(resource: Resource, objects: list[dict[str, Any]], resource_version: str,
-          include_object: str = "Metadata") -> dict[str, Any]:
+def table(
+    resource: Resource,
+    objects: list[dict[str, Any]],
+    resource_version: str,
+    include_object: str = "Metadata",
+) -> dict[str, Any]:
     """A ``meta.k8s.io/v1`` Table of ``objects``."""
     now = datetime.now(UTC)
-    name_column = {"name": "Name", "type": "string", "format": "name",
-                   "description": "Name must be unique within a namespace."}
-    columns: list[tuple[dict[str, Any], Cell]] = [(name_column, lambda o: o["metadata"]["name"])]
+    name_column = {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "description": "Name must be unique within a namespace.",
+    }
+    columns: list[Column] = [(name_column, lambda o: o["metadata"]["name"])]
     if resource.printer_columns:
         for column in resource.printer_columns:
-            definition = {k: column[k] for k in ("name", "type", "format", "description", "priority") if k in column}
+            definition: dict[str, Any] = {
+                k: column[k]
+                for k in ("name", "type", "format", "description", "priority")
+                if k in column
+            }
             definition.setdefault("format", "")
             definition.setdefault("description", "")
             definition.setdefault("priority", 0)
-            path = column["jsonPath"]
-            if column.get("type") == "date":
-                columns.append((definition, lambda o, p=path: human_age(json_path(o, p), now)))
-            else:
-                columns.append((definition, lambda o, p=path: json_path(o, p)))
+            columns.append(
+                (definition, _cell(column["jsonPath"], column.get("type") == "date", now))
+            )
     else:
         columns += _builtin_columns(resource)
-        age = {"name": "Age", "type": "string", "format": "",
-               "description": "Time since creation (metadata.creationTimestamp)."}
+        age = {
+            "name": "Age",
+            "type": "string",
+            "format": "",
+            "description": "Time since creation (metadata.creationTimestamp).",
+        }
         columns.append((age, lambda o: human_age(o["metadata"].get("creationTimestamp"), now)))
     rows = []
     for obj in objects:
@@ -111,7 +144,8 @@ def table(resource: Resource, objects: list[dict[str, Any]], resource_version: s
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": [
-            {"format": "", "description": "", "priority": 0, **definition} for definition, _ in columns
+            {"format": "", "description": "", "priority": 0, **definition}
+            for definition, _ in columns
         ],
         "rows": rows,
     }
