@@ -30,6 +30,26 @@ def _build_parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print or write the CRD generated from the models")
     crds.add_argument("--output", "-o", type=Path, help="directory to write the CRD into")
 
+    run = commands.add_parser("run", help="run the operator", description=(
+        "Run the operator: watch ProgressiveRollouts, set route weights, judge Prometheus "
+        "metrics, write status. Uses in-cluster credentials, else $KUBECONFIG."))
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[],
+                       help="watch this namespace (repeatable); default: all namespaces")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
+    run.add_argument("--peering", default="phasegate",
+                     help="kopf peering name: only one replica of a peering acts (default: phasegate)")
+    run.add_argument("--standalone", action="store_true", help="no peering: a single replica")
+    run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
+    run.add_argument("--health-port", type=int, default=8080, help="liveness endpoint /healthz")
+    run.add_argument("--metrics-port", type=int, default=8081, help="the operator's own /metrics")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", default="json", choices=["json", "console"])
+
+    for name, summary in (("demo-service", "a demo HTTP service exporting Prometheus metrics"),
+                          ("demo-load", "the demo's load generator, weighted by an HTTPRoute")):
+        commands.add_parser(name, help=summary, add_help=False)
+
     local = commands.add_parser(
         "local-api",
         help="serve a local Kubernetes API (no cluster needed) and write a kubeconfig",
@@ -46,7 +66,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEMO_TOOLS = {"demo-service": "phasegate.demo.service", "demo-load": "phasegate.demo.loadgen"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DEMO_TOOLS:  # the demo's helpers parse their own arguments
+        import importlib
+
+        tool: int = importlib.import_module(DEMO_TOOLS[argv[0]]).main(argv[1:])
+        return tool
     args = _build_parser().parse_args(argv)
     if args.command == "validate":
         from phasegate.cli.validate import validate_files
@@ -64,6 +93,19 @@ def main(argv: list[str] | None = None) -> int:
             target.write_text(text)
             print(f"wrote {target}")
         return 0
+    if args.command == "run":
+        from phasegate.runtime.run import RunOptions
+        from phasegate.runtime.run import main as run_operator
+
+        return run_operator(RunOptions(
+            namespaces=tuple(args.namespace),
+            peering=None if args.standalone else args.peering,
+            prometheus=args.prometheus,
+            health_port=args.health_port,
+            metrics_port=args.metrics_port,
+            log_level=args.log_level,
+            log_format=args.log_format,
+        ))
     if args.command == "local-api":
         from phasegate.cli.local_api import serve
 

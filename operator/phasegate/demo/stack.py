@@ -1,0 +1,206 @@
+"""The local stack as real processes: local Kubernetes API, Prometheus, demo services, load,
+and the operator. Used by `make demo` and the integration tests; stops only what it started,
+by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; raise naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as error:
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:g}s" + (f" ({last_error})" if last_error else ""))
+
+
+def http_json(url: str, body: Any = None, timeout: float = 2.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"null")
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        raise FileNotFoundError("prometheus is not installed: run scripts/install-prometheus (Debian package)")
+    return found
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        self.popen.send_signal(sig)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a node dies."""
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    processes: list[Process] = field(default_factory=list)
+    api_port: int = 0
+    prometheus_port: int = 0
+    service_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+
+    def start(self, name: str, args: list[str]) -> Process:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+                                     cwd=self.workdir, start_new_session=True)
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def phasegate(self, name: str, *args: str) -> Process:
+        return self.start(name, [sys.executable, "-m", "phasegate.cli.main", *args])
+
+    # ---- the pieces -----------------------------------------------------------------------
+
+    def start_api(self) -> None:
+        self.api_port = free_port()
+        self.phasegate("local-api", "local-api", "--port", str(self.api_port),
+                       "--kubeconfig", str(self.kubeconfig))
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=1),
+                   20, "local Kubernetes API")
+        self.kubectl("apply", "-f", str(ROOT / "crds"), "-f", str(ROOT / "manifests/local/provider-crds.yaml"))
+        self.kubectl("apply", "-f", str(ROOT / "manifests/local/peering.yaml"))
+
+    def start_service(self, service: str, **behaviour: float) -> None:
+        port = free_port()
+        self.service_ports[service] = port
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in behaviour.items()]
+        self.phasegate(service, "demo-service", "--service", service, "--port", str(port), *flags)
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1), 20, service)
+
+    def configure_service(self, service: str, **behaviour: float) -> None:
+        http_json(f"http://127.0.0.1:{self.service_ports[service]}/config", behaviour)
+
+    def start_prometheus(self) -> None:
+        if not self.prometheus_port:
+            self.prometheus_port = free_port()
+        targets = [f"127.0.0.1:{p}" for p in self.service_ports.values()]
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": targets}]}]}
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.start("prometheus", [
+            prometheus_binary(), f"--config.file={self.workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+        ])
+        wait_until(lambda: urllib.request.urlopen(f"{self.prometheus_url}/-/ready", timeout=1), 30, "Prometheus")
+
+    def prometheus_scrapes(self, services: list[str], timeout: float = 30) -> None:
+        """Wait until Prometheus has scraped every service (new targets take a few seconds)."""
+        def scraped() -> bool:
+            answer = http_json(f"{self.prometheus_url}/api/v1/query?query=up")
+            up = {r["metric"]["instance"] for r in answer["data"]["result"] if r["value"][1] == "1"}
+            return all(f"127.0.0.1:{self.service_ports[s]}" in up for s in services)
+
+        wait_until(scraped, timeout, "Prometheus scraping the demo services", interval=0.25)
+
+    def stop_prometheus(self) -> None:
+        for process in [p for p in self.processes if p.name == "prometheus"]:
+            process.stop()
+            self.processes.remove(process)
+
+    def start_load(self, namespace: str, route: str, rate: float = 200) -> None:
+        backends = [f"--backend={s}=http://127.0.0.1:{p}/" for s, p in self.service_ports.items()]
+        self.phasegate("load", "demo-load", "--kubeconfig", str(self.kubeconfig), "--namespace", namespace,
+                       "--route", route, f"--rate={rate}", *backends)
+
+    def start_operator(self, name: str = "operator", *extra: str) -> Process:
+        health, metrics = free_port(), free_port()
+        process = self.phasegate(name, "run", "--all-namespaces", "--health-port", str(health),
+                                 "--metrics-port", str(metrics), *extra)
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1), 30,
+                   f"operator {name}")
+        return process
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["kubectl", *args], env=self.env(), capture_output=True, text=True,
+                                input=stdin, timeout=60, check=False)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+@contextlib.contextmanager
+def stack(workdir: Path | None = None) -> Iterator[Stack]:
+    with contextlib.ExitStack() as cleanup:
+        if workdir is None:
+            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="phasegate-")))
+        running = Stack(workdir)
+        try:
+            yield running
+        finally:
+            running.stop_all()

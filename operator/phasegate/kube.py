@@ -1,0 +1,97 @@
+"""The Kubernetes API clients, built once at start-up. Blocking: call them off the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient, ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi
+
+from phasegate import GROUP, PLURAL, VERSION
+
+
+class NotFound(LookupError):
+    """The object does not exist."""
+
+
+class Conflict(RuntimeError):
+    """Someone else changed the object first (409); read it again and retry."""
+
+
+@dataclass
+class Kube:
+    api: ApiClient
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster credentials when there, else the kubeconfig (``$KUBECONFIG``)."""
+        try:
+            kubernetes.config.load_incluster_config()
+            return cls(ApiClient())
+        except kubernetes.config.ConfigException:
+            return cls(kubernetes.config.new_client_from_config())
+
+    @property
+    def custom(self) -> CustomObjectsApi:
+        return CustomObjectsApi(self.api)
+
+    @property
+    def core(self) -> CoreV1Api:
+        return CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> AppsV1Api:
+        return AppsV1Api(self.api)
+
+    def get_custom(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        with translated():
+            return self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)  # type: ignore[no-any-return]
+
+    def json_patch_custom(self, group: str, version: str, plural: str, namespace: str, name: str,
+                          operations: list[dict[str, Any]]) -> dict[str, Any]:
+        with translated():
+            return self.custom.patch_namespaced_custom_object(  # type: ignore[no-any-return]
+                group, version, namespace, plural, name, operations,
+                _content_type="application/json-patch+json",
+            )
+
+    def patch_rollout_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status (nulls remove fields); the object as stored after it."""
+        with translated():
+            return self.custom.patch_namespaced_custom_object_status(  # type: ignore[no-any-return]
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                _content_type="application/merge-patch+json",
+            )
+
+    def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        with translated():
+            return self.custom.patch_namespaced_custom_object(  # type: ignore[no-any-return]
+                GROUP, VERSION, namespace, PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        import base64
+
+        with translated():
+            secret = self.core.read_namespaced_secret(name, namespace)
+        data = (secret.data or {}).get(key)
+        if data is None:
+            raise NotFound(f"secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data).decode()
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn the client's HTTP errors into :class:`NotFound` and :class:`Conflict`."""
+    try:
+        yield
+    except ApiException as error:
+        if error.status == 404:
+            raise NotFound(str(error.reason)) from error
+        if error.status == 409:
+            raise Conflict(str(error.reason)) from error
+        raise

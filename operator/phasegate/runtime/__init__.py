@@ -1,0 +1,1 @@
+"""The operator runtime: kopf handlers, one evaluation, logs and the operator's metrics."""

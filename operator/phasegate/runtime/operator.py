@@ -1,0 +1,105 @@
+"""kopf glue: one daemon per rollout evaluates it at its own interval; deletion restores
+the route. Only wiring here; the work is in :mod:`phasegate.runtime.reconcile`.
+
+Why a daemon per object rather than one timer at the smallest interval: each rollout has
+its own ``spec.interval`` and the engine says exactly when it next needs to be called
+(sooner at a checkpoint, at once after a weight change), a daemon never overlaps itself,
+and kopf stops it when the object goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import structlog
+
+from phasegate import GROUP, PLURAL, VERSION
+from phasegate.api.validation import validate_spec
+from phasegate.kube import Kube
+from phasegate.runtime.reconcile import Context, evaluate_once
+from phasegate.runtime.telemetry import Telemetry
+from phasegate.traffic import RouteError, router_for
+
+log = structlog.get_logger("phasegate")
+PREFIX = "phasegate.dev"
+
+
+def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None) -> None:
+    """kopf's own progress in annotations under our prefix, never in our status schema."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if peering:
+        settings.peering.name = peering
+        settings.peering.mandatory = True
+    settings.networking.request_timeout = 30
+
+
+def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str | None) -> None:
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure_kopf(settings, peering=peering)
+        memo["context"] = context
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)  # in-cluster, else $KUBECONFIG
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="evaluate", cancellation_timeout=5.0)
+    async def evaluate_rollout(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
+                               **_: Any) -> None:
+        ctx: Context = memo["context"]
+        latest: dict[str, Any] | None = None  # our last write, until the watch catches up
+        stale_version: str | None = None
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not stopped:
+            current = copy.deepcopy(dict(body))
+            version = current["metadata"].get("resourceVersion")
+            if latest is not None and version == stale_version:
+                current = latest
+            ctx.telemetry.observe("phasegate_evaluation_lag_seconds", max(0.0, loop.time() - due))
+            try:
+                tick = await evaluate_once(ctx, current, datetime.now(UTC))
+            except Exception:  # a bug or an API outage must not end the daemon for ever
+                log.exception("evaluation failed; retrying", namespace=current["metadata"]["namespace"],
+                              rollout=current["metadata"]["name"])
+                await stopped.wait(5)
+                continue
+            if tick.written is not None:
+                latest, stale_version = tick.written, version
+            delay = tick.next_evaluation.total_seconds()
+            due = loop.time() + delay
+            if delay > 0:
+                await stopped.wait(delay)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route")
+    async def restore_route(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+        ctx: Context = memo["context"]
+        spec, _problems = validate_spec(dict(body.get("spec") or {}))
+        if spec is None:
+            return
+        try:
+            router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
+            if await asyncio.to_thread(router.restore):
+                logger.info(f"{router.kind} weights restored to what they were before the rollout")
+        except RouteError as error:
+            logger.info(f"route not restored: {error}")
+        ctx.telemetry.forget("phasegate_canary_weight", namespace=body["metadata"]["namespace"],
+                             rollout=body["metadata"]["name"])
+
+
+def make_context(default_prometheus: str | None) -> Context:
+    from phasegate.runtime.telemetry import standard
+
+    return Context(kube=Kube.from_environment(), telemetry=standard(Telemetry()),
+                   default_prometheus=default_prometheus)

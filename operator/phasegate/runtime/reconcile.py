@@ -1,0 +1,221 @@
+"""One evaluation of one rollout: observe, ask the engine, act, report.
+
+Everything that touches the network is here, around the pure engine. Blocking clients
+(kubernetes, prometheus-api-client) run in threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+import structlog
+from pydantic import ValidationError
+
+from phasegate.api import controls as control_annotations
+from phasegate.api.spec import RolloutSpec
+from phasegate.api.status import RolloutStatus, State
+from phasegate.api.validation import validate_spec
+from phasegate.engine import (
+    Control,
+    ControlAction,
+    Evaluation,
+    Measurement,
+    Observations,
+    Outcome,
+    QueryRequest,
+    WorkloadAction,
+    evaluate,
+    invalid,
+    queries_needed,
+)
+from phasegate.kube import Kube, NotFound
+from phasegate.metrics import Prometheus, PrometheusSettings
+from phasegate.runtime.telemetry import Telemetry
+from phasegate.traffic import RouteError, Router, router_for
+from phasegate import workloads
+
+log = structlog.get_logger("phasegate")
+
+
+@dataclass
+class Context:
+    """What every evaluation shares; built once at start-up and kept in kopf's memo."""
+
+    kube: Kube
+    telemetry: Telemetry
+    default_prometheus: str | None = None
+    providers: dict[PrometheusSettings, Prometheus] = field(default_factory=dict)
+
+    def prometheus(self, settings: PrometheusSettings) -> Prometheus:
+        if settings not in self.providers:
+            self.providers[settings] = Prometheus(settings)
+        return self.providers[settings]
+
+
+def _settings(ctx: Context, spec: RolloutSpec, namespace: str) -> PrometheusSettings:
+    """Prometheus settings from the spec, with credentials read from Secrets. Blocking."""
+    config = spec.prometheus
+    if config is None:
+        if not ctx.default_prometheus:
+            raise LookupError("no spec.prometheus and no --prometheus default on the operator")
+        return PrometheusSettings(address=ctx.default_prometheus)
+
+    def secret(ref: Any) -> str | None:
+        return None if ref is None else ctx.kube.read_secret_key(namespace, ref.name, ref.key)
+
+    auth = config.auth
+    return PrometheusSettings(
+        address=config.address,
+        timeout=config.timeout.total_seconds(),
+        bearer_token=secret(auth.bearer_token) if auth else None,
+        username=secret(auth.username) if auth else None,
+        password=secret(auth.password) if auth else None,
+        ca_pem=secret(config.ca_secret),
+        insecure_skip_verify=config.insecure_skip_verify,
+    )
+
+
+async def _measure(ctx: Context, spec: RolloutSpec, namespace: str,
+                   requests: list[QueryRequest]) -> dict[str, Measurement]:
+    if not requests:
+        return {}
+    try:
+        provider = ctx.prometheus(await asyncio.to_thread(_settings, ctx, spec, namespace))
+    except (LookupError, NotFound) as error:
+        why = f"cannot configure Prometheus: {error}"
+        return {r.key: Measurement(r.query, Outcome.UNAVAILABLE, message=why) for r in requests}
+
+    async def one(request: QueryRequest) -> Measurement:
+        started = time.perf_counter()
+        answer = await asyncio.to_thread(provider.measure, request)
+        ctx.telemetry.observe("phasegate_query_duration_seconds", time.perf_counter() - started)
+        if answer.is_error or answer.outcome is Outcome.SEVERAL_SERIES:
+            ctx.telemetry.inc("phasegate_query_errors_total", outcome=answer.outcome.value)
+        return answer
+
+    answers = await asyncio.gather(*(one(r) for r in requests))
+    return {r.key: a for r, a in zip(requests, answers, strict=True)}
+
+
+def _controls(annotations: dict[str, str]) -> tuple[list[Control], list[str], dict[str, str]]:
+    requests, problems = control_annotations.parse(annotations)
+    controls = [
+        Control(id=cid, action=ControlAction(body["action"]), by=str(body.get("by") or "unknown"),
+                phase=body.get("phase"), reason=str(body.get("reason") or ""))
+        for cid, body in requests
+    ]
+    keys = {cid: control_annotations.PREFIX + cid for cid, _ in requests}
+    return controls, problems, keys
+
+
+@dataclass
+class Tick:
+    evaluation: Evaluation | None
+    next_evaluation: timedelta
+    written: dict[str, Any] | None  # the object as the API returned it after our last write
+
+
+async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None = None) -> Tick:
+    """Observe one rollout, decide with the engine, apply the decision, write what changed."""
+    now = now or datetime.now(UTC)
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    generation = meta.get("generation")
+    bound = log.bind(namespace=namespace, rollout=name)
+    ctx.telemetry.inc("phasegate_evaluations_total")
+    try:
+        status = RolloutStatus.model_validate(body.get("status") or {})
+    except ValidationError as error:
+        bound.warning("status unreadable; starting from an empty status", error=str(error))
+        status = RolloutStatus()
+
+    spec, problems = validate_spec(body.get("spec"))
+    if spec is None:
+        evaluation = invalid(status, "; ".join(problems), now, generation=generation)
+        written = await _report(ctx, body, status, evaluation, {})
+        return Tick(evaluation, evaluation.next_evaluation, written)
+
+    controls, control_problems, control_keys = _controls(meta.get("annotations") or {})
+    for problem in control_problems:
+        kopf.warn(body, reason="ControlRefused", message=problem)
+
+    router: Router | None = None
+    route_weight: int | None = None
+    route_error: str | None = None
+    try:
+        router = router_for(spec, namespace, ctx.kube)
+        route_weight = await asyncio.to_thread(router.read_weight)
+    except RouteError as error:
+        route_error = str(error)
+
+    requests = queries_needed(spec, status, namespace)
+    measurements = await _measure(ctx, spec, namespace, requests)
+    promotion_done = False
+    if status.state is State.PROMOTING and spec.stable.deployment and spec.canary.deployment:
+        try:
+            promotion_done = await asyncio.to_thread(
+                workloads.promote, ctx.kube, namespace, spec.stable.deployment, spec.canary.deployment)
+        except NotFound as error:
+            route_error = f"Deployment not found while promoting: {error}"
+
+    observations = Observations(
+        measurements=measurements, route_weight=route_weight, route_error=route_error,
+        promotion_done=promotion_done, controls=tuple(controls), taken_at=now,
+    )
+    evaluation = evaluate(spec, status, observations, now, namespace=namespace, generation=generation)
+    next_evaluation = evaluation.next_evaluation
+
+    if evaluation.weight is not None and router is not None and route_weight != evaluation.weight:
+        if status.desired_weight == evaluation.weight and status.canary_weight == evaluation.weight:
+            kopf.warn(body, reason="RouteDrift",
+                      message=f"{router.kind} {spec.traffic_routing.provider}: canary weight changed "
+                              f"to {route_weight}% outside phasegate; restoring {evaluation.weight}%")
+        try:
+            await asyncio.to_thread(router.set_weight, evaluation.weight)
+            next_evaluation = timedelta(0)  # read the weight back at once
+        except (RouteError, NotFound) as error:
+            bound.warning("route write failed", error=str(error))
+        except Exception as error:  # a conflict or a transient API error: the next tick retries
+            bound.info("route write will be retried", error=str(error))
+            next_evaluation = min(next_evaluation, timedelta(seconds=1))
+    if evaluation.workload is WorkloadAction.SCALE_DOWN_CANARY and spec.canary.deployment:
+        try:
+            await asyncio.to_thread(workloads.scale_down, ctx.kube, namespace, spec.canary.deployment)
+        except NotFound:
+            pass
+
+    handled = set(evaluation.status.handled_controls)
+    stale = {key: None for cid, key in control_keys.items() if cid in handled}
+    written = await _report(ctx, body, status, evaluation, stale)
+    return Tick(evaluation, next_evaluation, written)
+
+
+async def _report(ctx: Context, body: dict[str, Any], before: RolloutStatus, evaluation: Evaluation,
+                  consumed_controls: dict[str, None]) -> dict[str, Any] | None:
+    """Write status only when it changed, then post events and drop consumed controls."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    after = evaluation.status
+    written: dict[str, Any] | None = None
+    ctx.telemetry.set("phasegate_canary_weight", float(after.canary_weight or 0), namespace=namespace, rollout=name)
+    if after != before:
+        wire = after.model_dump(mode="json", by_alias=True)
+        written = await asyncio.to_thread(ctx.kube.patch_rollout_status, namespace, name, wire)
+        ctx.telemetry.inc("phasegate_status_writes_total")
+        if after.decision is not None and after.decision != before.decision:
+            ctx.telemetry.inc("phasegate_decisions_total", action=after.decision.action.value)
+            log.info("decision", namespace=namespace, rollout=name,
+                     phase=after.current_phase.name if after.current_phase else None,
+                     decision=after.decision.action.value, reason=after.decision.reason,
+                     state=after.state.value, weight=after.desired_weight)
+    for event in evaluation.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if consumed_controls:
+        written = await asyncio.to_thread(
+            ctx.kube.patch_rollout, namespace, name, {"metadata": {"annotations": consumed_controls}})
+    return written

@@ -1,0 +1,62 @@
+"""``phasegate run``: the operator process (kopf underneath), its health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import kopf
+import structlog
+from aiohttp import web
+
+from phasegate.runtime import logs
+from phasegate.runtime.operator import make_context, register
+from phasegate.runtime.telemetry import metrics_app
+
+log = structlog.get_logger("phasegate")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    peering: str | None = "phasegate"  # None: standalone, no peering
+    prometheus: str | None = None
+    health_port: int = 8080
+    metrics_port: int = 8081
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+
+async def _serve_metrics(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner
+
+
+async def run(options: RunOptions) -> None:
+    logs.configure(options.log_level, options.log_format)
+    context = make_context(options.prometheus)
+    registry = kopf.OperatorRegistry()
+    register(registry, context, peering=options.peering)
+    runner = await _serve_metrics(metrics_app(context.telemetry), options.metrics_port)
+    log.info("starting", namespaces=list(options.namespaces) or "all", peering=options.peering,
+             health=f":{options.health_port}/healthz", metrics=f":{options.metrics_port}/metrics")
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            standalone=options.peering is None,
+            peering_name=options.peering,
+            priority=0,
+            liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz",
+        )
+    finally:
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def main(options: RunOptions) -> int:
+    asyncio.run(run(options))
+    return 0

@@ -1,0 +1,116 @@
+"""The operator's own metrics, in the Prometheus text format on ``/metrics``.
+
+Evaluation lag and the latest values of the judged metrics go here, not into status:
+an evaluation that changes nothing a user would see writes nothing to the API.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+Labels = tuple[tuple[str, str], ...]
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _labels(labels: dict[str, str]) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _render(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    pairs = (*labels, *extra)
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+@dataclass
+class _Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(BUCKETS, value)
+        if index < len(BUCKETS):
+            self.counts[index] += 1
+        self.total += value
+        self.n += 1
+
+
+@dataclass
+class Telemetry:
+    counters: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
+    gauges: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
+    histograms: dict[str, dict[Labels, _Histogram]] = field(default_factory=lambda: defaultdict(dict))
+    help: dict[str, str] = field(default_factory=dict)
+
+    def describe(self, name: str, text: str) -> None:
+        self.help[name] = text
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        series = self.counters[name]
+        key = _labels(labels)
+        series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self.gauges[name][_labels(labels)] = value
+
+    def forget(self, name: str, **labels: str) -> None:
+        """Drop every series of gauge ``name`` whose labels include ``labels``."""
+        wanted = set(labels.items())
+        for key in [k for k in self.gauges[name] if wanted <= set(k)]:
+            del self.gauges[name][key]
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self.histograms[name].setdefault(_labels(labels), _Histogram()).observe(value)
+
+    def exposition(self) -> str:
+        lines: list[str] = []
+        for kind, families in (("counter", self.counters), ("gauge", self.gauges)):
+            for name, series in sorted(families.items()):
+                lines += [f"# HELP {name} {self.help.get(name, name)}", f"# TYPE {name} {kind}"]
+                lines += [f"{name}{_render(k)} {v:g}" for k, v in sorted(series.items())]
+        for name, hist in sorted(self.histograms.items()):
+            lines += [f"# HELP {name} {self.help.get(name, name)}", f"# TYPE {name} histogram"]
+            for key, h in sorted(hist.items()):
+                running = 0
+                for bound, count in zip(BUCKETS, h.counts, strict=True):
+                    running += count
+                    lines.append(f"{name}_bucket{_render(key, (('le', f'{bound:g}'),))} {running}")
+                lines.append(f"{name}_bucket{_render(key, (('le', '+Inf'),))} {h.n}")
+                lines.append(f"{name}_sum{_render(key)} {h.total:g}")
+                lines.append(f"{name}_count{_render(key)} {h.n}")
+        return "\n".join(lines) + "\n"
+
+
+def metrics_app(telemetry: Telemetry) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=telemetry.exposition(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def standard(telemetry: Telemetry) -> Telemetry:
+    for name, text in {
+        "phasegate_rollouts": "Rollouts by state.",
+        "phasegate_decisions_total": "Decisions taken, by action.",
+        "phasegate_evaluations_total": "Evaluations run.",
+        "phasegate_status_writes_total": "Status writes (evaluations that changed what users see).",
+        "phasegate_query_duration_seconds": "Prometheus query latency.",
+        "phasegate_query_errors_total": "Queries that failed, by outcome.",
+        "phasegate_evaluation_lag_seconds": "How late an evaluation started against its schedule.",
+        "phasegate_metric_value": "The latest value of each judged metric.",
+        "phasegate_canary_weight": "The canary weight read back from the route.",
+    }.items():
+        telemetry.describe(name, text)
+    return telemetry

@@ -1,0 +1,40 @@
+"""Deployment promotion: the stable Deployment takes the canary's pod template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasegate.kube import Kube, translated
+
+
+def _read(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    with translated():
+        deployment = kube.apps.read_namespaced_deployment(name, namespace)
+    return kube.api.sanitize_for_serialization(deployment)  # type: ignore[no-any-return]
+
+
+def promote(kube: Kube, namespace: str, stable: str, canary: str) -> bool:
+    """Copy the canary's pod template to stable (keeping stable's labels); True when the
+    stable Deployment runs it and is ready."""
+    source, target = _read(kube, namespace, canary), _read(kube, namespace, stable)
+    template = source["spec"]["template"]
+    labels = (target["spec"]["template"].get("metadata") or {}).get("labels") or {}
+    wanted = {**template, "metadata": {**(template.get("metadata") or {}), "labels": labels}}
+    if target["spec"]["template"] != wanted:
+        with translated():
+            kube.apps.patch_namespaced_deployment(
+                stable, namespace, [{"op": "replace", "path": "/spec/template", "value": wanted}],
+                _content_type="application/json-patch+json",
+            )
+        return False
+    status, replicas = target.get("status") or {}, target["spec"].get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= target["metadata"].get("generation", 1)
+        and status.get("updatedReplicas", 0) == replicas
+        and status.get("readyReplicas", 0) == replicas
+    )
+
+
+def scale_down(kube: Kube, namespace: str, name: str) -> None:
+    with translated():
+        kube.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": 0}})
