@@ -46,8 +46,8 @@ crds: install ## regenerate crds/ from the models
 bench: install ## benchmarks: engine throughput (more come with the local API and operator)
 	$(BIN)/python -m benchmarks
 
-demo: install ## a release on the local stack, no cluster needed
-	@echo "make demo: the operator runtime is not built yet; see the README's status section."
+demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary)
+	$(BIN)/phasegate demo --scenario $(SCENARIO)
 
 # ---- a real cluster, for users with Docker (not part of `make test`) ----------------------
 image: ## build the operator image

@@ -46,7 +46,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", default="json", choices=["json", "console"])
 
-    for name, summary in (("demo-service", "a demo HTTP service exporting Prometheus metrics"),
+    for name, summary in (("demo", "the reference release on the local stack, shown live"),
+                          ("demo-service", "a demo HTTP service exporting Prometheus metrics"),
                           ("demo-load", "the demo's load generator, weighted by an HTTPRoute")):
         commands.add_parser(name, help=summary, add_help=False)
 
@@ -66,7 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEMO_TOOLS = {"demo-service": "phasegate.demo.service", "demo-load": "phasegate.demo.loadgen"}
+DEMO_TOOLS = {
+    "demo": "phasegate.demo.run",
+    "demo-service": "phasegate.demo.service",
+    "demo-load": "phasegate.demo.loadgen",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
