@@ -74,7 +74,7 @@ def play(running: Stack, scenario: str, timeout: float) -> str:
     running.start_prometheus()
     running.prometheus_scrapes(["shop-stable", "shop-canary"])
     running.kubectl("apply", "-f", str(RELEASE))
-    running.start_load("demo", "shop", rate=200)
+    running.start_load("demo", "shop", rate=300)
     display.say(f"starting the operator (Prometheus at {running.prometheus_url}); scenario: {scenario}")
     running.start_operator("operator", "--prometheus", running.prometheus_url)
     approved: set[str] = set()
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=150)
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
     args = parser.parse_args(argv)
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with stack(args.workdir) as running:
         try:
             outcome = play(running, args.scenario, args.timeout)
