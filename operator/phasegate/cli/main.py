@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", default="phasegate",
                      help="kopf peering name: only one replica of a peering acts (default: phasegate)")
     run.add_argument("--standalone", action="store_true", help="no peering: a single replica")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority; the live replica with the highest acts "
+                     "(default: random, so that replicas differ)")
+    run.add_argument("--peering-lifetime", type=int, default=60,
+                     help="seconds after which a silent replica is presumed dead (default: 60)")
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
     run.add_argument("--health-port", type=int, default=8080, help="liveness endpoint /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="the operator's own /metrics")
@@ -110,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             log_level=args.log_level,
             log_format=args.log_format,
+            priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
+            peering_lifetime=args.peering_lifetime,
         ))
     if args.command == "local-api":
         from phasegate.cli.local_api import serve

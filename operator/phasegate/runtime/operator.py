@@ -29,7 +29,8 @@ log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
 
 
-def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None, priority: int = 0,
+                   peering_lifetime: int = 60) -> None:
     """kopf's own progress in annotations under our prefix, never in our status schema."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -41,13 +42,16 @@ def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None) -> N
     if peering:
         settings.peering.name = peering
         settings.peering.mandatory = True
+        settings.peering.priority = priority  # replicas need distinct priorities: the highest acts
+        settings.peering.lifetime = peering_lifetime
     settings.networking.request_timeout = 30
 
 
-def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str | None) -> None:
+def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str | None,
+             priority: int = 0, peering_lifetime: int = 60) -> None:
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        configure_kopf(settings, peering=peering)
+        configure_kopf(settings, peering=peering, priority=priority, peering_lifetime=peering_lifetime)
         memo["context"] = context
 
     @kopf.on.login(registry=registry)

@@ -25,6 +25,8 @@ class RunOptions:
     metrics_port: int = 8081
     log_level: str = "INFO"
     log_format: str = "json"
+    priority: int = 0
+    peering_lifetime: int = 60
 
 
 async def _serve_metrics(app: web.Application, port: int) -> web.AppRunner:
@@ -38,9 +40,11 @@ async def run(options: RunOptions) -> None:
     logs.configure(options.log_level, options.log_format)
     context = make_context(options.prometheus)
     registry = kopf.OperatorRegistry()
-    register(registry, context, peering=options.peering)
+    register(registry, context, peering=options.peering, priority=options.priority,
+             peering_lifetime=options.peering_lifetime)
     runner = await _serve_metrics(metrics_app(context.telemetry), options.metrics_port)
     log.info("starting", namespaces=list(options.namespaces) or "all", peering=options.peering,
+             priority=options.priority,
              health=f":{options.health_port}/healthz", metrics=f":{options.metrics_port}/metrics")
     try:
         await kopf.operator(
@@ -49,7 +53,7 @@ async def run(options: RunOptions) -> None:
             namespaces=list(options.namespaces),
             standalone=options.peering is None,
             peering_name=options.peering,
-            priority=0,
+            priority=options.priority,
             liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz",
         )
     finally:
