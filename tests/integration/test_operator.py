@@ -6,7 +6,6 @@ then the operator moves traffic, judges the metrics and reports, scenario by sce
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 
@@ -72,7 +71,6 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
     broken_at = time.time()
     world.stack.configure_service("web-canary", error_rate=0.2)
     status = world.wait(lambda s: s.get("state") == "RolledBack", timeout=30)
-    time.sleep(0.5)
     zero_at = recorder.first(0)
     recorder.stop()
 
@@ -186,9 +184,8 @@ def test_a_new_revision_mid_rollout_sends_the_canary_to_zero_then_starts_over(wo
     changed_at = time.time()
     world.apply(release(revision="v2"))
     status = world.wait(lambda s: s.get("revision") == "v2" and started(s, "canary"), timeout=20)
-    samples = recorder.stop()
-    after = [w for t, w in samples if t >= changed_at]
-    assert 0 in after and after.index(0) < len(after) - 1 and after[-1] == 10
+    after = [w for t, w in recorder.stop() if t >= changed_at]
+    assert after == [0, 10], "v1's canary goes to 0 before v2 starts its first phase"
     assert status["checkpoints"] == [] or all(c["phase"] == "canary" for c in status["checkpoints"])
     assert status["decision"]["action"] in ("Start", "Restart")
 
@@ -202,13 +199,13 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(world: World) -> No
     world.apply(release(**spec))
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, timeout=30, what="a checkpoint")
     assert '"decision"' in leader.log.read_text()
-    assert '"decision"' not in follower.log.read_text()
-    assert "Pausing operations in favour of" in follower.log.read_text()
+    assert '"decision"' not in follower.log.read_text(), "the follower stays paused"
+    assert "Resuming operations" not in follower.log.read_text()
 
     leader.kill()
     status = world.wait(lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60)
     assert status["state"] == "Succeeded"
+    assert "Resuming operations" in follower.log.read_text()
     assert '"decision"' in follower.log.read_text()
     offsets = [(c["phase"], c["offset"]) for c in status["checkpoints"]]
     assert offsets == [("canary", "4s"), ("canary", "8s"), ("canary", "12s"), ("full", "3s"), ("full", "6s")]
-    _ = json

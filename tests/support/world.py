@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -98,29 +100,33 @@ class World:
 
 
 class WeightRecorder:
-    """Samples the route's canary weight every 100 ms in the background."""
+    """Records every change of the route's canary weight, as a watch delivers it."""
 
     def __init__(self, world: World, name: str = "web") -> None:
         self.world, self.name = world, name
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = [(time.time(), world.canary_weight(name))]
+        version = world.route(name)["metadata"]["resourceVersion"]
+        url = (f"http://127.0.0.1:{world.stack.api_port}/apis/gateway.networking.k8s.io/v1/namespaces/{NS}"
+               f"/httproutes?watch=true&fieldSelector=metadata.name%3D{name}&resourceVersion={version}"
+               "&timeoutSeconds=600")
+        self._response = urllib.request.urlopen(url, timeout=600)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.samples.append((time.time(), self.world.canary_weight(self.name)))
-            except Exception:  # the route may be mid-write; the next sample will do
-                pass
-            self._stop.wait(0.1)
+        try:
+            for line in self._response:
+                event = json.loads(line)
+                refs = event["object"]["spec"]["rules"][0]["backendRefs"]
+                weight = int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
+                if weight != self.samples[-1][1]:
+                    self.samples.append((time.time(), weight))
+        except (OSError, ValueError):
+            return  # closed by stop()
 
     def stop(self) -> list[tuple[float, int]]:
-        self._stop.set()
-        self._thread.join()
+        self._response.close()
         return self.samples
 
     def first(self, weight: int) -> float:
         return next(t for t, w in self.samples if w == weight)
-
-
