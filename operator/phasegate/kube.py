@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client import ApiClient, ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi
@@ -29,10 +29,10 @@ class Kube:
     def from_environment(cls) -> Kube:
         """In-cluster credentials when there, else the kubeconfig (``$KUBECONFIG``)."""
         try:
-            kubernetes.config.load_incluster_config()
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
             return cls(ApiClient())
         except kubernetes.config.ConfigException:
-            return cls(kubernetes.config.new_client_from_config())
+            return cls(kubernetes.config.new_client_from_config())  # type: ignore[no-untyped-call]
 
     @property
     def custom(self) -> CustomObjectsApi:
@@ -46,32 +46,64 @@ class Kube:
     def apps(self) -> AppsV1Api:
         return AppsV1Api(self.api)
 
-    def get_custom(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+    def get_custom(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any]:
         with translated():
-            return self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)  # type: ignore[no-any-return]
+            found = self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+            return cast(dict[str, Any], found)
 
-    def json_patch_custom(self, group: str, version: str, plural: str, namespace: str, name: str,
-                          operations: list[dict[str, Any]]) -> dict[str, Any]:
+    def json_patch_custom(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        operations: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         with translated():
-            return self.custom.patch_namespaced_custom_object(  # type: ignore[no-any-return]
-                group, version, namespace, plural, name, operations,
+            patched = self.custom.patch_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                operations,
                 _content_type="application/json-patch+json",
             )
+            return cast(dict[str, Any], patched)
 
-    def patch_rollout_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_rollout_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
         """Merge-patch the status (nulls remove fields); the object as stored after it."""
         with translated():
-            return self.custom.patch_namespaced_custom_object_status(  # type: ignore[no-any-return]
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+            patched = self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
                 _content_type="application/merge-patch+json",
             )
+            return cast(dict[str, Any], patched)
 
     def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         with translated():
-            return self.custom.patch_namespaced_custom_object(  # type: ignore[no-any-return]
-                GROUP, VERSION, namespace, PLURAL, name, patch,
+            patched = self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
                 _content_type="application/merge-patch+json",
             )
+            return cast(dict[str, Any], patched)
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         import base64

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.world import NS, World, route
 
 from phasegate.demo.stack import stack
+from support.world import NS, World, route
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,10 +26,15 @@ def world(tmp_path: Path) -> Iterator[World]:
         running.start_service("web-canary")
         running.start_prometheus()
         running.prometheus_scrapes(["web-stable", "web-canary"])
-        running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+        running.kubectl(
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+            ),
+        )
         world = World(running)
         world.apply(route())
         running.start_load(NS, "web", rate=300)
         yield world
-

@@ -10,9 +10,9 @@ import time
 import urllib.parse
 
 import yaml
-from support.world import NS, WeightRecorder, World, release, route
 
 from phasegate.demo.stack import ROOT, http_json
+from support.world import NS, WeightRecorder, World, release, route
 
 APPROVERS = ("engineering", "operations", "product", "finance")
 
@@ -27,44 +27,80 @@ def started(status: dict, name: str) -> bool:  # type: ignore[type-arg]
 
 
 def test_healthy_release_goes_canary_ramp_rollout_to_succeeded(world: World) -> None:
-    documents = list(yaml.safe_load_all((ROOT / "manifests/examples/demo-release.yaml").read_text()))
+    documents = list(
+        yaml.safe_load_all((ROOT / "manifests/examples/demo-release.yaml").read_text())
+    )
     rollout = next(d for d in documents if d["kind"] == "ProgressiveRollout")
     rollout["metadata"]["namespace"] = NS
-    rollout["spec"]["stable"]["service"], rollout["spec"]["canary"]["service"] = "web-stable", "web-canary"
+    rollout["spec"]["stable"]["service"], rollout["spec"]["canary"]["service"] = (
+        "web-stable",
+        "web-canary",
+    )
     rollout["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "web"
     recorder = WeightRecorder(world, "web")
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(rollout)
     for gate in ("ramp", "rollout"):
-        world.wait(lambda s: s.get("state") == "WaitingForApproval", what=f"the {gate} gate", name="shop")
+        world.wait(
+            lambda s: s.get("state") == "WaitingForApproval", what=f"the {gate} gate", name="shop"
+        )
         for group in APPROVERS:
             world.control("approve", name="shop", by=group, phase=gate)
-    status = world.wait(lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=90, name="shop")
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=90, name="shop"
+    )
     weights = [w for _, w in recorder.stop()]
 
     assert status["state"] == "Succeeded", status["message"]
-    counts = {p: len([c for c in status["checkpoints"] if c["phase"] == p]) for p in ("canary", "ramp", "rollout")}
+    counts = {
+        p: len([c for c in status["checkpoints"] if c["phase"] == p])
+        for p in ("canary", "ramp", "rollout")
+    }
     assert counts == {"canary": 4, "ramp": 4, "rollout": 4}
     for record in status["checkpoints"]:
         assert record["verdict"] == "Passed"
         for result in record["results"]:
             assert result["query"] and result["threshold"] and result["reason"]
             assert result["value"] is not None or result["metric"] == "critical-alerts"
-    assert world.canary_weight() == 100, "without deployment the route keeps the last phase's weights"
+    assert world.canary_weight() == 100, (
+        "without deployment the route keeps the last phase's weights"
+    )
     assert "promoting the canary to stable is yours to do" in status["message"].lower()
     assert weights == sorted(weights) and {1, 10, 100} <= set(weights)
-    assert all(not k.startswith("control.phasegate.dev/") for k in world.rollout("shop")["metadata"].get("annotations", {}))
+    assert all(
+        not k.startswith("control.phasegate.dev/")
+        for k in world.rollout("shop")["metadata"].get("annotations", {})
+    )
 
 
-def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_interval(world: World) -> None:
+def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_interval(
+    world: World,
+) -> None:
     spec = release()["spec"]
     spec["phases"] = [
-        {**spec["phases"][0], "name": "canary", "weight": 5, "duration": "4s", "checkpoints": ["4s"]},
-        {**spec["phases"][0], "name": "ramp", "weight": 20, "duration": "30s", "checkpoints": ["10s", "30s"],
-         "rollbackTriggers": [{"metric": "error-rate", "max": 0.015, "for": "3s"}], "holdTriggers": []},
+        {
+            **spec["phases"][0],
+            "name": "canary",
+            "weight": 5,
+            "duration": "4s",
+            "checkpoints": ["4s"],
+        },
+        {
+            **spec["phases"][0],
+            "name": "ramp",
+            "weight": 20,
+            "duration": "30s",
+            "checkpoints": ["10s", "30s"],
+            "rollbackTriggers": [{"metric": "error-rate", "max": 0.015, "for": "3s"}],
+            "holdTriggers": [],
+        },
         spec["phases"][1],
     ]
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(release(**spec))
     world.wait(lambda s: started(s, "ramp"), what="the ramp phase")
     recorder = WeightRecorder(world)
@@ -76,31 +112,52 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
 
     # When did the trigger's condition become true in Prometheus? The first instant from which
     # the canary's error rate stayed above 1.5%, plus the 3s window.
-    query = ('sum(rate(http_requests_total{service="web-canary",code=~"5.."}[5s])) '
-             '/ sum(rate(http_requests_total{service="web-canary"}[5s]))')
-    params = urllib.parse.urlencode({"query": query, "start": broken_at - 2, "end": zero_at, "step": "0.25"})
-    series = http_json(f"{world.stack.prometheus_url}/api/v1/query_range?{params}")["data"]["result"][0]["values"]
+    query = (
+        'sum(rate(http_requests_total{service="web-canary",code=~"5.."}[5s])) '
+        '/ sum(rate(http_requests_total{service="web-canary"}[5s]))'
+    )
+    params = urllib.parse.urlencode(
+        {"query": query, "start": broken_at - 2, "end": zero_at, "step": "0.25"}
+    )
+    series = http_json(f"{world.stack.prometheus_url}/api/v1/query_range?{params}")["data"][
+        "result"
+    ][0]["values"]
     above = [float(t) for t, v in series if float(v) > 0.015]
-    breach_from = next(t for t in above if all(float(v) > 0.015 for s, v in series if float(s) >= t))
+    breach_from = next(
+        t for t in above if all(float(v) > 0.015 for s, v in series if float(s) >= t)
+    )
     condition_true = breach_from + 3.0
     interval, scrape = 1.0, 1.0
-    assert zero_at - condition_true <= interval + scrape + 0.5, (zero_at - condition_true)
+    assert zero_at - condition_true <= interval + scrape + 0.5, zero_at - condition_true
 
     decision = status["decision"]
     assert decision["action"] == "Rollback" and decision["phase"] == "ramp"
     assert "rollbackTriggers[0]" in decision["reason"] and "for 3s" in decision["reason"]
     evidence = decision["evidence"][0]
-    assert evidence["metric"] == "error-rate" and evidence["value"] > 0.015 and evidence["threshold"] == "<= 0.015"
+    assert (
+        evidence["metric"] == "error-rate"
+        and evidence["value"] > 0.015
+        and evidence["threshold"] == "<= 0.015"
+    )
     assert world.canary_weight() == 0
 
 
-def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_continues(world: World) -> None:
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_continues(
+    world: World,
+) -> None:
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
-    world.stack.configure_service("web-canary", error_rate=0.1)  # above hold (3%), below rollback (50%)
+    world.stack.configure_service(
+        "web-canary", error_rate=0.1
+    )  # above hold (3%), below rollback (50%)
     held = world.wait(lambda s: s.get("state") == "Holding", timeout=30, what="the hold")
-    assert held["holdReason"] == "HoldTrigger" and held["decision"]["evidence"][0]["rule"] == "holdTriggers[0]"
+    assert (
+        held["holdReason"] == "HoldTrigger"
+        and held["decision"]["evidence"][0]["rule"] == "holdTriggers[0]"
+    )
     assert world.canary_weight() == 5
     clock = held["currentPhase"]
     assert clock["heldSince"]
@@ -115,8 +172,12 @@ def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_con
     world.wait(lambda s: s.get("canaryWeight") == 10, timeout=10)
 
 
-def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after(world: World) -> None:
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after(
+    world: World,
+) -> None:
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
     world.stack.stop_prometheus()
@@ -131,31 +192,45 @@ def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after
 
     world.stack.start_prometheus()
     world.stack.prometheus_scrapes(["web-stable", "web-canary"])
-    status = world.wait(lambda s: s.get("state") in ("Succeeded", "RolledBack"), timeout=60, what="the end")
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack"), timeout=60, what="the end"
+    )
     assert status["state"] == "Succeeded"
 
 
 def test_operator_killed_mid_phase_resumes_without_repeating_or_skipping(world: World) -> None:
     recorder = WeightRecorder(world)
-    first = world.stack.start_operator("first", "--standalone", "--prometheus", world.stack.prometheus_url)
+    first = world.stack.start_operator(
+        "first", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(release())
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, what="the first checkpoint")
     first.kill()
     time.sleep(2)
     world.stack.start_operator("second", "--standalone", "--prometheus", world.stack.prometheus_url)
-    status = world.wait(lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60)
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
+    )
     weights = [w for _, w in recorder.stop()]
 
     assert status["state"] == "Succeeded", status["message"]
     offsets = [(c["phase"], c["offset"]) for c in status["checkpoints"]]
-    assert offsets == [("canary", "4s"), ("canary", "6s"), ("canary", "8s"), ("full", "3s"), ("full", "6s")]
+    assert offsets == [
+        ("canary", "4s"),
+        ("canary", "6s"),
+        ("canary", "8s"),
+        ("full", "3s"),
+        ("full", "6s"),
+    ]
     assert weights == sorted(weights), "the weight never moved backwards"
 
 
 def test_invalid_references_are_reported_and_the_route_is_left_alone(world: World) -> None:
     world.apply(route("lonely", backends=("web-stable",)))
     before = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     missing_route = release("a")
     missing_route["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "nope"
     missing_backend = release("b")
@@ -169,7 +244,9 @@ def test_invalid_references_are_reported_and_the_route_is_left_alone(world: Worl
     b = world.wait(lambda s: s.get("state") == "Degraded", name="b", timeout=20)
     assert "no rule with both backends" in b["message"]
     c = world.wait(lambda s: s.get("state") == "Invalid", name="c", timeout=20)
-    assert "spec.phases[0].successCriteria[0].metric" in c["message"] and "not defined" in c["message"]
+    assert (
+        "spec.phases[0].successCriteria[0].metric" in c["message"] and "not defined" in c["message"]
+    )
     assert next(x for x in c["conditions"] if x["type"] == "Degraded")["status"] == "True"
     time.sleep(2)
     after = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
@@ -178,7 +255,9 @@ def test_invalid_references_are_reported_and_the_route_is_left_alone(world: Worl
 
 def test_a_new_revision_mid_rollout_sends_the_canary_to_zero_then_starts_over(world: World) -> None:
     recorder = WeightRecorder(world)
-    world.stack.start_operator("operator", "--standalone", "--prometheus", world.stack.prometheus_url)
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
     world.apply(release())
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, what="a checkpoint of v1")
     changed_at = time.time()
@@ -203,9 +282,17 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(world: World) -> No
     assert "Resuming operations" not in follower.log.read_text()
 
     leader.kill()
-    status = world.wait(lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60)
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
+    )
     assert status["state"] == "Succeeded"
     assert "Resuming operations" in follower.log.read_text()
     assert '"decision"' in follower.log.read_text()
     offsets = [(c["phase"], c["offset"]) for c in status["checkpoints"]]
-    assert offsets == [("canary", "4s"), ("canary", "8s"), ("canary", "12s"), ("full", "3s"), ("full", "6s")]
+    assert offsets == [
+        ("canary", "4s"),
+        ("canary", "8s"),
+        ("canary", "12s"),
+        ("full", "3s"),
+        ("full", "6s"),
+    ]

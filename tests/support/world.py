@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from support.kube import Kube
 
 from phasegate.demo.stack import Stack
+from support.kube import Kube
 
 NS = "it"
 
@@ -28,33 +28,59 @@ def release(name: str = "web", revision: str = "v1", **changes: Any) -> dict[str
         "holdWeight": 5,
         "maxQueryErrors": 3,
         "metrics": [
-            {"name": "error-rate", "query":
-                'sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) '
-                '/ sum(rate(http_requests_total{service="{{service}}"}[5s]))'},
-            {"name": "p99-latency", "query":
-                'histogram_quantile(0.99, sum by (le) '
-                '(rate(http_request_duration_seconds_bucket{service="{{service}}"}[5s])))'},
+            {
+                "name": "error-rate",
+                "query": 'sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) '
+                '/ sum(rate(http_requests_total{service="{{service}}"}[5s]))',
+            },
+            {
+                "name": "p99-latency",
+                "query": "histogram_quantile(0.99, sum by (le) "
+                '(rate(http_request_duration_seconds_bucket{service="{{service}}"}[5s])))',
+            },
         ],
         "phases": [
-            {"name": "canary", "weight": 10, "duration": "8s", "checkpoints": ["4s", "6s", "8s"],
-             "successCriteria": [{"metric": "error-rate", "max": 0.01}, {"metric": "p99-latency", "max": 0.2}],
-             "rollbackTriggers": [{"metric": "error-rate", "max": 0.5, "for": "2s"}],
-             "holdTriggers": [{"metric": "error-rate", "max": 0.03, "for": "2s"}]},
-            {"name": "full", "weight": 100, "duration": "6s", "checkpoints": ["3s", "6s"],
-             "successCriteria": [{"metric": "error-rate", "max": 0.01}],
-             "rollbackTriggers": [{"metric": "error-rate", "max": 0.5, "for": "2s"}]},
+            {
+                "name": "canary",
+                "weight": 10,
+                "duration": "8s",
+                "checkpoints": ["4s", "6s", "8s"],
+                "successCriteria": [
+                    {"metric": "error-rate", "max": 0.01},
+                    {"metric": "p99-latency", "max": 0.2},
+                ],
+                "rollbackTriggers": [{"metric": "error-rate", "max": 0.5, "for": "2s"}],
+                "holdTriggers": [{"metric": "error-rate", "max": 0.03, "for": "2s"}],
+            },
+            {
+                "name": "full",
+                "weight": 100,
+                "duration": "6s",
+                "checkpoints": ["3s", "6s"],
+                "successCriteria": [{"metric": "error-rate", "max": 0.01}],
+                "rollbackTriggers": [{"metric": "error-rate", "max": 0.5, "for": "2s"}],
+            },
         ],
     }
     spec.update(changes)
-    return {"apiVersion": "phasegate.dev/v1alpha1", "kind": "ProgressiveRollout",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+    return {
+        "apiVersion": "phasegate.dev/v1alpha1",
+        "kind": "ProgressiveRollout",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
 
 
-def route(name: str = "web", backends: tuple[str, ...] = ("web-stable", "web-canary")) -> dict[str, Any]:
+def route(
+    name: str = "web", backends: tuple[str, ...] = ("web-stable", "web-canary")
+) -> dict[str, Any]:
     refs = [{"name": b, "port": 80, "weight": 100 if i == 0 else 0} for i, b in enumerate(backends)]
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": refs}]}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": refs}]},
+    }
 
 
 class World:
@@ -68,20 +94,29 @@ class World:
         self.stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
     def rollout(self, name: str = "web") -> dict[str, Any]:
-        return self.kube.ok("GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{NS}/progressiverollouts/{name}")  # type: ignore[no-any-return]
+        return self.kube.ok(
+            "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{NS}/progressiverollouts/{name}"
+        )  # type: ignore[no-any-return]
 
     def status(self, name: str = "web") -> dict[str, Any]:
         return self.rollout(name).get("status") or {}
 
     def route(self, name: str = "web") -> dict[str, Any]:
-        return self.kube.ok("GET", f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{name}")  # type: ignore[no-any-return]
+        return self.kube.ok(
+            "GET", f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{name}"
+        )  # type: ignore[no-any-return]
 
     def canary_weight(self, name: str = "web") -> int:
         refs = self.route(name)["spec"]["rules"][0]["backendRefs"]
         return int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
 
-    def wait(self, check: Callable[[dict[str, Any]], Any], timeout: float = 60, name: str = "web",
-             what: str = "condition") -> dict[str, Any]:
+    def wait(
+        self,
+        check: Callable[[dict[str, Any]], Any],
+        timeout: float = 60,
+        name: str = "web",
+        what: str = "condition",
+    ) -> dict[str, Any]:
         """Poll the rollout's status until ``check`` holds; fail after ``timeout``."""
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
@@ -90,12 +125,15 @@ class World:
             if check(status):
                 return status
             time.sleep(0.2)
-        raise AssertionError(f"{what} not reached in {timeout}s; status: {status.get('state')} {status.get('message')}")
+        raise AssertionError(
+            f"{what} not reached in {timeout}s; "
+            f"status: {status.get('state')} {status.get('message')}"
+        )
 
     def control(self, action: str, name: str = "web", **fields: str) -> None:
         from phasegate.api import controls
 
-        (key, value), = controls.annotation(action, **fields).items()  # type: ignore[arg-type]
+        ((key, value),) = controls.annotation(action, **fields).items()  # type: ignore[arg-type]
         self.stack.kubectl("annotate", "prollout", name, "-n", NS, f"{key}={value}")
 
 
@@ -106,9 +144,11 @@ class WeightRecorder:
         self.world, self.name = world, name
         self.samples: list[tuple[float, int]] = [(time.time(), world.canary_weight(name))]
         version = world.route(name)["metadata"]["resourceVersion"]
-        url = (f"http://127.0.0.1:{world.stack.api_port}/apis/gateway.networking.k8s.io/v1/namespaces/{NS}"
-               f"/httproutes?watch=true&fieldSelector=metadata.name%3D{name}&resourceVersion={version}"
-               "&timeoutSeconds=600")
+        url = (
+            f"http://127.0.0.1:{world.stack.api_port}/apis/gateway.networking.k8s.io/v1/namespaces/{NS}"
+            f"/httproutes?watch=true&fieldSelector=metadata.name%3D{name}&resourceVersion={version}"
+            "&timeoutSeconds=600"
+        )
         self._response = urllib.request.urlopen(url, timeout=600)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

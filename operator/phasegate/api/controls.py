@@ -29,8 +29,14 @@ def new_id(action: str, now: datetime | None = None) -> str:
     return f"{action.lower()}-{stamp}-{secrets.token_hex(3)}"
 
 
-def annotation(action: str, *, by: str, phase: str | None = None, reason: str = "",
-               control_id: str | None = None) -> dict[str, str]:
+def annotation(
+    action: str,
+    *,
+    by: str,
+    phase: str | None = None,
+    reason: str = "",
+    control_id: str | None = None,
+) -> dict[str, str]:
     """The annotation (key and value) that asks the operator for ``action``."""
     if action not in ACTIONS:
         raise ControlError(f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
@@ -49,13 +55,15 @@ def parse(annotations: dict[str, str]) -> tuple[list[tuple[str, dict[str, Any]]]
     requests: list[tuple[str, dict[str, Any]]] = []
     problems: list[str] = []
     for key in sorted(k for k in annotations if k.startswith(PREFIX)):
-        control_id = key[len(PREFIX):]
+        control_id = key[len(PREFIX) :]
         try:
             body = json.loads(annotations[key])
             if not isinstance(body, dict):
                 raise ControlError("the value is not a JSON object")
             if body.get("action") not in ACTIONS:
-                raise ControlError(f"unknown action {body.get('action')!r}; one of: {', '.join(ACTIONS)}")
+                raise ControlError(
+                    f"unknown action {body.get('action')!r}; one of: {', '.join(ACTIONS)}"
+                )
             if body["action"] == "approve" and not body.get("phase"):
                 raise ControlError("approve needs a phase")
             requests.append((control_id, body))

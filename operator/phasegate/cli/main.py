@@ -31,30 +31,53 @@ def _build_parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print or write the CRD generated from the models")
     crds.add_argument("--output", "-o", type=Path, help="directory to write the CRD into")
 
-    run = commands.add_parser("run", help="run the operator", description=(
-        "Run the operator: watch ProgressiveRollouts, set route weights, judge Prometheus "
-        "metrics, write status. Uses in-cluster credentials, else $KUBECONFIG."))
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description=(
+            "Run the operator: watch ProgressiveRollouts, set route weights, judge Prometheus "
+            "metrics, write status. Uses in-cluster credentials, else $KUBECONFIG."
+        ),
+    )
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch this namespace (repeatable); default: all namespaces")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); default: all namespaces",
+    )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
-    run.add_argument("--peering", default="phasegate",
-                     help="kopf peering name: only one replica of a peering acts (default: phasegate)")
+    run.add_argument(
+        "--peering",
+        default="phasegate",
+        help="kopf peering name: only one replica of a peering acts (default: phasegate)",
+    )
     run.add_argument("--standalone", action="store_true", help="no peering: a single replica")
-    run.add_argument("--priority", type=int, default=None,
-                     help="peering priority; the live replica with the highest acts "
-                     "(default: random, so that replicas differ)")
-    run.add_argument("--peering-lifetime", type=int, default=60,
-                     help="seconds after which a silent replica is presumed dead (default: 60)")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; the live replica with the highest acts "
+        "(default: random, so that replicas differ)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds after which a silent replica is presumed dead (default: 60)",
+    )
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
     run.add_argument("--health-port", type=int, default=8080, help="liveness endpoint /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="the operator's own /metrics")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", default="json", choices=["json", "console"])
 
-    for name, summary in (("demo", "the reference release on the local stack, shown live"),
-                          ("demo-service", "a demo HTTP service exporting Prometheus metrics"),
-                          ("demo-load", "the demo's load generator, weighted by an HTTPRoute")):
+    for name, summary in (
+        ("demo", "the reference release on the local stack, shown live"),
+        ("demo-service", "a demo HTTP service exporting Prometheus metrics"),
+        ("demo-load", "the demo's load generator, weighted by an HTTPRoute"),
+    ):
         commands.add_parser(name, help=summary, add_help=False)
 
     local = commands.add_parser(
@@ -108,17 +131,21 @@ def main(argv: list[str] | None = None) -> int:
         from phasegate.runtime.run import RunOptions
         from phasegate.runtime.run import main as run_operator
 
-        return run_operator(RunOptions(
-            namespaces=tuple(args.namespace),
-            peering=None if args.standalone else args.peering,
-            prometheus=args.prometheus,
-            health_port=args.health_port,
-            metrics_port=args.metrics_port,
-            log_level=args.log_level,
-            log_format=args.log_format,
-            priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
-            peering_lifetime=args.peering_lifetime,
-        ))
+        return run_operator(
+            RunOptions(
+                namespaces=tuple(args.namespace),
+                peering=None if args.standalone else args.peering,
+                prometheus=args.prometheus,
+                health_port=args.health_port,
+                metrics_port=args.metrics_port,
+                log_level=args.log_level,
+                log_format=args.log_format,
+                priority=args.priority
+                if args.priority is not None
+                else random.randint(1, 1_000_000),
+                peering_lifetime=args.peering_lifetime,
+            )
+        )
     if args.command == "local-api":
         from phasegate.cli.local_api import serve
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import kubernetes
@@ -24,14 +24,21 @@ def weights_of(route: dict[str, Any], backends: dict[str, str]) -> dict[str, int
     return {}
 
 
-async def follow_route(client: Any, namespace: str, name: str, backends: dict[str, str],
-                       shared: dict[str, int]) -> None:
+async def follow_route(
+    client: Any, namespace: str, name: str, backends: dict[str, str], shared: dict[str, int]
+) -> None:
     api = kubernetes.client.CustomObjectsApi(client)
     while True:
         try:
-            route = await asyncio.to_thread(api.get_namespaced_custom_object, "gateway.networking.k8s.io",
-                                            "v1", namespace, "httproutes", name)
-            found = weights_of(route, backends)
+            route = await asyncio.to_thread(
+                api.get_namespaced_custom_object,
+                "gateway.networking.k8s.io",
+                "v1",
+                namespace,
+                "httproutes",
+                name,
+            )
+            found = weights_of(cast(dict[str, Any], route), backends)
             shared.clear()
             shared.update(found)
         except Exception:  # the API may be restarting; keep the last weights
@@ -39,7 +46,9 @@ async def follow_route(client: Any, namespace: str, name: str, backends: dict[st
         await asyncio.sleep(0.5)
 
 
-async def generate(rate: float, backends: dict[str, str], shared: dict[str, int], seed: int = 7) -> None:
+async def generate(
+    rate: float, backends: dict[str, str], shared: dict[str, int], seed: int = 7
+) -> None:
     rng = random.Random(seed)
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -64,7 +73,7 @@ async def generate(rate: float, backends: dict[str, str], shared: dict[str, int]
 
 async def run(args: argparse.Namespace) -> None:
     backends = dict(pair.split("=", 1) for pair in args.backend)
-    client = kubernetes.config.new_client_from_config(args.kubeconfig)
+    client = kubernetes.config.new_client_from_config(args.kubeconfig)  # type: ignore[no-untyped-call]
     shared: dict[str, int] = {}
     await asyncio.gather(
         follow_route(client, args.namespace, args.route, backends, shared),

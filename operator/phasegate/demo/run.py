@@ -36,31 +36,39 @@ class Display:
 
     def show(self, status: dict[str, Any]) -> None:
         phase = (status.get("currentPhase") or {}).get("name", "-")
-        line = (f"{status.get('state', 'Pending'):<18} phase {phase:<8} weight {status.get('canaryWeight', 0):>3}%  "
-                f"checkpoints {status.get('progress') or '-':<5} {status.get('message', '')}")
+        line = (
+            f"{status.get('state', 'Pending'):<18} phase {phase:<8} "
+            f"weight {status.get('canaryWeight', 0):>3}%  "
+            f"checkpoints {status.get('progress') or '-':<5} {status.get('message', '')}"
+        )
         if line != self.line:
             self.say(line)
             self.line = line
         records = status.get("checkpoints") or []
-        for record in records[self.checkpoints:]:
+        for record in records[self.checkpoints :]:
             self.say(f"  checkpoint {record['phase']} @ {record['offset']}: {record['verdict']}")
             for result in record.get("results") or []:
                 value = result.get("value")
                 shown = "no data" if value is None else f"{value:.4g}"
-                self.say(f"      {result['verdict']:<6} {result['metric']:<20} {shown:>10}  ({result['threshold']})")
+                self.say(
+                    f"      {result['verdict']:<6} {result['metric']:<20} {shown:>10}  "
+                    f"({result['threshold']})"
+                )
         self.checkpoints = len(records)
         decision = status.get("decision")
         if decision and decision != self.decision:
             self.say(f"  decision: {decision['action']} — {decision['reason']}")
             for evidence in decision.get("evidence") or []:
-                self.say(f"      evidence {evidence['rule']} {evidence['metric']}: {evidence['reason']}")
+                self.say(
+                    f"      evidence {evidence['rule']} {evidence['metric']}: {evidence['reason']}"
+                )
             self.decision = decision
 
 
 def approve_all(running: Stack, phase: str) -> None:
     """Each group approves through the control annotation, as `kubectl phasegate approve` does."""
     for group in APPROVERS:
-        (key, value), = controls.annotation("approve", by=group, phase=phase).items()
+        ((key, value),) = controls.annotation("approve", by=group, phase=phase).items()
         running.kubectl("annotate", "prollout", "shop", "-n", "demo", f"{key}={value}")
 
 
@@ -75,7 +83,9 @@ def play(running: Stack, scenario: str, timeout: float) -> str:
     running.prometheus_scrapes(["shop-stable", "shop-canary"])
     running.kubectl("apply", "-f", str(RELEASE))
     running.start_load("demo", "shop", rate=300)
-    display.say(f"starting the operator (Prometheus at {running.prometheus_url}); scenario: {scenario}")
+    display.say(
+        f"starting the operator (Prometheus at {running.prometheus_url}); scenario: {scenario}"
+    )
     running.start_operator("operator", "--prometheus", running.prometheus_url)
     approved: set[str] = set()
     broken = False
@@ -107,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phasegate demo", description=__doc__)
     parser.add_argument("--scenario", choices=sorted(EXPECTED), default="healthy")
     parser.add_argument("--timeout", type=float, default=150)
-    parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep logs here (default: a temporary directory)"
+    )
     args = parser.parse_args(argv)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

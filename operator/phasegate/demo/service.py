@@ -62,14 +62,21 @@ def build_app(service: str, behaviour: Behaviour, seed: int | None = None) -> we
     async def metrics(_: web.Request) -> web.Response:
         lines = ["# TYPE http_requests_total counter"]
         for (code, segment), n in sorted(counters.requests.items()):
-            lines.append(f'http_requests_total{{service="{service}",code="{code}",segment="{segment}"}} {n}')
+            lines.append(
+                f'http_requests_total{{service="{service}",code="{code}",segment="{segment}"}} {n}'
+            )
         lines.append("# TYPE revenue_total counter")
         for segment, amount in sorted(counters.revenue.items()):
             lines.append(f'revenue_total{{service="{service}",segment="{segment}"}} {amount:g}')
         lines.append("# TYPE http_request_duration_seconds histogram")
         for bound, n in zip(BUCKETS, counters.buckets, strict=True):  # already cumulative
-            lines.append(f'http_request_duration_seconds_bucket{{service="{service}",le="{bound:g}"}} {n}')
-        lines.append(f'http_request_duration_seconds_bucket{{service="{service}",le="+Inf"}} {counters.count}')
+            lines.append(
+                f'http_request_duration_seconds_bucket{{service="{service}",le="{bound:g}"}} {n}'
+            )
+        lines.append(
+            f'http_request_duration_seconds_bucket{{service="{service}",le="+Inf"}} '
+            f"{counters.count}"
+        )
         lines.append(f'http_request_duration_seconds_sum{{service="{service}"}} {counters.total:g}')
         lines.append(f'http_request_duration_seconds_count{{service="{service}"}} {counters.count}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
@@ -98,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revenue", type=float, default=1.0)
     args = parser.parse_args(argv)
     behaviour = Behaviour(args.error_rate, args.latency, args.revenue)
-    web.run_app(build_app(args.service, behaviour), host="127.0.0.1", port=args.port,
-                print=None, access_log=None)
+    web.run_app(
+        build_app(args.service, behaviour),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
     return 0

@@ -44,7 +44,9 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         except (OSError, urllib.error.URLError, ValueError, KeyError) as error:
             last_error = error
         time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout:g}s" + (f" ({last_error})" if last_error else ""))
+    raise TimeoutError(
+        f"{what} not ready after {timeout:g}s" + (f" ({last_error})" if last_error else "")
+    )
 
 
 def http_json(url: str, body: Any = None, timeout: float = 2.0) -> Any:
@@ -57,7 +59,9 @@ def http_json(url: str, body: Any = None, timeout: float = 2.0) -> Any:
 def prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if found is None:
-        raise FileNotFoundError("prometheus is not installed: run scripts/install-prometheus (Debian package)")
+        raise FileNotFoundError(
+            "prometheus is not installed: run scripts/install-prometheus (Debian package)"
+        )
     return found
 
 
@@ -107,8 +111,14 @@ class Stack:
     def start(self, name: str, args: list[str]) -> Process:
         log = self.workdir / f"{name}.log"
         with log.open("ab") as out:
-            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
-                                     cwd=self.workdir, start_new_session=True)
+            popen = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
@@ -120,11 +130,26 @@ class Stack:
 
     def start_api(self) -> None:
         self.api_port = free_port()
-        self.phasegate("local-api", "local-api", "--port", str(self.api_port),
-                       "--kubeconfig", str(self.kubeconfig))
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=1),
-                   20, "local Kubernetes API")
-        self.kubectl("apply", "-f", str(ROOT / "crds"), "-f", str(ROOT / "manifests/local/provider-crds.yaml"))
+        self.phasegate(
+            "local-api",
+            "local-api",
+            "--port",
+            str(self.api_port),
+            "--kubeconfig",
+            str(self.kubeconfig),
+        )
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=1),
+            20,
+            "local Kubernetes API",
+        )
+        self.kubectl(
+            "apply",
+            "-f",
+            str(ROOT / "crds"),
+            "-f",
+            str(ROOT / "manifests/local/provider-crds.yaml"),
+        )
         self.kubectl("apply", "-f", str(ROOT / "manifests/local/peering.yaml"))
 
     def start_service(self, service: str, **behaviour: float) -> None:
@@ -132,7 +157,11 @@ class Stack:
         self.service_ports[service] = port
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in behaviour.items()]
         self.phasegate(service, "demo-service", "--service", service, "--port", str(port), *flags)
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1), 20, service)
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1),
+            20,
+            service,
+        )
 
     def configure_service(self, service: str, **behaviour: float) -> None:
         http_json(f"http://127.0.0.1:{self.service_ports[service]}/config", behaviour)
@@ -141,18 +170,29 @@ class Stack:
         if not self.prometheus_port:
             self.prometheus_port = free_port()
         targets = [f"127.0.0.1:{p}" for p in self.service_ports.values()]
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": targets}]}]}
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": targets}]}],
+        }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.start("prometheus", [
-            prometheus_binary(), f"--config.file={self.workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-        ])
-        wait_until(lambda: urllib.request.urlopen(f"{self.prometheus_url}/-/ready", timeout=1), 30, "Prometheus")
+        self.start(
+            "prometheus",
+            [
+                prometheus_binary(),
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+            ],
+        )
+        wait_until(
+            lambda: urllib.request.urlopen(f"{self.prometheus_url}/-/ready", timeout=1),
+            30,
+            "Prometheus",
+        )
 
     def prometheus_scrapes(self, services: list[str], timeout: float = 30) -> None:
         """Wait until Prometheus has scraped every service (new targets take a few seconds)."""
+
         def scraped() -> bool:
             answer = http_json(f"{self.prometheus_url}/api/v1/query?query=up")
             up = {r["metric"]["instance"] for r in answer["data"]["result"] if r["value"][1] == "1"}
@@ -167,20 +207,50 @@ class Stack:
 
     def start_load(self, namespace: str, route: str, rate: float = 200) -> None:
         backends = [f"--backend={s}=http://127.0.0.1:{p}/" for s, p in self.service_ports.items()]
-        self.phasegate("load", "demo-load", "--kubeconfig", str(self.kubeconfig), "--namespace", namespace,
-                       "--route", route, f"--rate={rate}", *backends)
+        self.phasegate(
+            "load",
+            "demo-load",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--namespace",
+            namespace,
+            "--route",
+            route,
+            f"--rate={rate}",
+            *backends,
+        )
 
     def start_operator(self, name: str = "operator", *extra: str) -> Process:
         health, metrics = free_port(), free_port()
-        process = self.phasegate(name, "run", "--all-namespaces", "--health-port", str(health),
-                                 "--metrics-port", str(metrics), *extra)
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1), 30,
-                   f"operator {name}")
+        process = self.phasegate(
+            name,
+            "run",
+            "--all-namespaces",
+            "--health-port",
+            str(health),
+            "--metrics-port",
+            str(metrics),
+            *extra,
+        )
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1),
+            30,
+            f"operator {name}",
+        )
         return process
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["kubectl", *args], env=self.env(), capture_output=True, text=True,
-                                input=stdin, timeout=60, check=False)
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["kubectl", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result

@@ -209,9 +209,15 @@ class _Machine:
         errors = [r for r in self.results.values() if r.verdict is Verdict.ERROR]
         if not errors:
             self.close_breach(METRICS_BREACH)
-            recovered = all(r.verdict in (Verdict.PASS, Verdict.FAIL) for r in self.results.values())
+            recovered = all(
+                r.verdict in (Verdict.PASS, Verdict.FAIL) for r in self.results.values()
+            )
             # After an outage the series have a gap: continue once every rule has data again.
-            if s.state is State.HOLDING and s.hold_reason == HoldReason.METRICS_UNAVAILABLE and recovered:
+            if (
+                s.state is State.HOLDING
+                and s.hold_reason == HoldReason.METRICS_UNAVAILABLE
+                and recovered
+            ):
                 self.resume_clock()
                 s.state, s.hold_reason = State.PROGRESSING, None
                 self.decide(Action.RESUME, "metrics are available again", [])

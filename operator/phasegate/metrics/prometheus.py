@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from phasegate.engine.inputs import Measurement, Outcome, QueryRequest
@@ -39,7 +40,9 @@ class PrometheusSettings:
 class Prometheus:
     def __init__(self, settings: PrometheusSettings) -> None:
         self.settings = settings
-        headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else None
+        headers = (
+            {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else None
+        )
         auth = (settings.username, settings.password) if settings.username is not None else None
         self.client = PrometheusConnect(
             url=settings.address.rstrip("/"),
@@ -47,7 +50,7 @@ class Prometheus:
             auth=auth,
             disable_ssl=settings.insecure_skip_verify,
             retry=Retry(total=0),  # the engine's consecutive-error rule decides, not retries
-            timeout=settings.timeout,  # type: ignore[arg-type]
+            timeout=settings.timeout,
         )
         if settings.ca_pem:
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
@@ -62,14 +65,22 @@ class Prometheus:
         except PrometheusApiClientException as error:
             return _http_error(request.query, str(error))
         except requests.Timeout:
-            return Measurement(request.query, Outcome.UNAVAILABLE,
-                               message=f"timed out after {self.settings.timeout:g}s")
+            return Measurement(
+                request.query,
+                Outcome.UNAVAILABLE,
+                message=f"timed out after {self.settings.timeout:g}s",
+            )
         except requests.RequestException as error:
             reason = type(error).__name__
-            return Measurement(request.query, Outcome.UNAVAILABLE,
-                               message=f"{self.settings.address} unreachable ({reason})")
+            return Measurement(
+                request.query,
+                Outcome.UNAVAILABLE,
+                message=f"{self.settings.address} unreachable ({reason})",
+            )
         except (ValueError, KeyError, TypeError) as error:
-            return Measurement(request.query, Outcome.UNAVAILABLE, message=f"unexpected answer: {error}")
+            return Measurement(
+                request.query, Outcome.UNAVAILABLE, message=f"unexpected answer: {error}"
+            )
 
     def _instant(self, request: QueryRequest) -> Measurement:
         result: list[dict[str, Any]] = self.client.custom_query(request.query)
@@ -81,8 +92,12 @@ class Prometheus:
             key = labels.get(request.group_by, "") if request.group_by else _label_key(labels)
             series[key] = float(item["value"][1])
         if request.group_by is None and len(series) > 1:
-            return Measurement(request.query, Outcome.SEVERAL_SERIES, series=series,
-                               message=f"{len(series)} series")
+            return Measurement(
+                request.query,
+                Outcome.SEVERAL_SERIES,
+                series=series,
+                message=f"{len(series)} series",
+            )
         if request.group_by is None and math.isnan(next(iter(series.values()))):
             return Measurement(request.query, Outcome.NO_DATA, message="the query returned NaN")
         return Measurement(request.query, Outcome.VALUE, series=series)
@@ -92,13 +107,17 @@ class Prometheus:
         end = datetime.now(UTC)
         step = request.step or timedelta(seconds=30)
         result: list[dict[str, Any]] = self.client.custom_query_range(
-            request.query, start_time=end - request.window, end_time=end,
+            request.query,
+            start_time=end - request.window,
+            end_time=end,
             step=f"{max(step.total_seconds(), 0.001):g}s",
         )
         if not result:
             return Measurement(request.query, Outcome.NO_DATA, message="empty result")
         if len(result) > 1:
-            return Measurement(request.query, Outcome.SEVERAL_SERIES, message=f"{len(result)} series")
+            return Measurement(
+                request.query, Outcome.SEVERAL_SERIES, message=f"{len(result)} series"
+            )
         samples = tuple(float(v) for _, v in result[0].get("values", []))
         return Measurement(request.query, Outcome.VALUE, samples=samples)
 

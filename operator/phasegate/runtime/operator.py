@@ -29,12 +29,18 @@ log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
 
 
-def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None, priority: int = 0,
-                   peering_lifetime: int = 60) -> None:
+def configure_kopf(
+    settings: kopf.OperatorSettings,
+    *,
+    peering: str | None,
+    priority: int = 0,
+    peering_lifetime: int = 60,
+) -> None:
     """kopf's own progress in annotations under our prefix, never in our status schema."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration")
+        prefix=PREFIX, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
@@ -47,11 +53,19 @@ def configure_kopf(settings: kopf.OperatorSettings, *, peering: str | None, prio
     settings.networking.request_timeout = 30
 
 
-def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str | None,
-             priority: int = 0, peering_lifetime: int = 60) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    context: Context,
+    *,
+    peering: str | None,
+    priority: int = 0,
+    peering_lifetime: int = 60,
+) -> None:
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        configure_kopf(settings, peering=peering, priority=priority, peering_lifetime=peering_lifetime)
+        configure_kopf(
+            settings, peering=peering, priority=priority, peering_lifetime=peering_lifetime
+        )
         memo["context"] = context
 
     @kopf.on.login(registry=registry)
@@ -59,8 +73,9 @@ def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str 
         return kopf.login_via_client(**kwargs)  # in-cluster, else $KUBECONFIG
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="evaluate", cancellation_timeout=5.0)
-    async def evaluate_rollout(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
-                               **_: Any) -> None:
+    async def evaluate_rollout(
+        body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
+    ) -> None:
         ctx: Context = memo["context"]
         latest: dict[str, Any] | None = None  # our last write, until the watch catches up
         stale_version: str | None = None
@@ -75,8 +90,11 @@ def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str 
             try:
                 tick = await evaluate_once(ctx, current, datetime.now(UTC))
             except Exception:  # a bug or an API outage must not end the daemon for ever
-                log.exception("evaluation failed; retrying", namespace=current["metadata"]["namespace"],
-                              rollout=current["metadata"]["name"])
+                log.exception(
+                    "evaluation failed; retrying",
+                    namespace=current["metadata"]["namespace"],
+                    rollout=current["metadata"]["name"],
+                )
                 await stopped.wait(5)
                 continue
             if tick.written is not None:
@@ -87,7 +105,12 @@ def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str 
                 await stopped.wait(delay)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route")
-    async def restore_route(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    async def restore_route(
+        body: kopf.Body,
+        memo: kopf.Memo,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
+    ) -> None:
         ctx: Context = memo["context"]
         spec, _problems = validate_spec(dict(body.get("spec") or {}))
         if spec is None:
@@ -98,12 +121,18 @@ def register(registry: kopf.OperatorRegistry, context: Context, *, peering: str 
                 logger.info(f"{router.kind} weights restored to what they were before the rollout")
         except RouteError as error:
             logger.info(f"route not restored: {error}")
-        ctx.telemetry.forget("phasegate_canary_weight", namespace=body["metadata"]["namespace"],
-                             rollout=body["metadata"]["name"])
+        ctx.telemetry.forget(
+            "phasegate_canary_weight",
+            namespace=body["metadata"]["namespace"],
+            rollout=body["metadata"]["name"],
+        )
 
 
 def make_context(default_prometheus: str | None) -> Context:
     from phasegate.runtime.telemetry import standard
 
-    return Context(kube=Kube.from_environment(), telemetry=standard(Telemetry()),
-                   default_prometheus=default_prometheus)
+    return Context(
+        kube=Kube.from_environment(),
+        telemetry=standard(Telemetry()),
+        default_prometheus=default_prometheus,
+    )

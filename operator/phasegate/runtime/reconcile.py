@@ -7,15 +7,17 @@ Everything that touches the network is here, around the pure engine. Blocking cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import structlog
 from pydantic import ValidationError
 
+from phasegate import workloads
 from phasegate.api import controls as control_annotations
 from phasegate.api.spec import RolloutSpec
 from phasegate.api.status import RolloutStatus, State
@@ -37,9 +39,13 @@ from phasegate.kube import Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, Router, router_for
-from phasegate import workloads
 
 log = structlog.get_logger("phasegate")
+
+
+def _kopf_body(body: dict[str, Any]) -> kopf.Body:
+    """kopf posts Events about a Body; ours is the plain dict the evaluation read."""
+    return kopf.Body(cast(kopf.RawBody, body))
 
 
 @dataclass
@@ -80,8 +86,9 @@ def _settings(ctx: Context, spec: RolloutSpec, namespace: str) -> PrometheusSett
     )
 
 
-async def _measure(ctx: Context, spec: RolloutSpec, namespace: str,
-                   requests: list[QueryRequest]) -> dict[str, Measurement]:
+async def _measure(
+    ctx: Context, spec: RolloutSpec, namespace: str, requests: list[QueryRequest]
+) -> dict[str, Measurement]:
     if not requests:
         return {}
     try:
@@ -105,8 +112,13 @@ async def _measure(ctx: Context, spec: RolloutSpec, namespace: str,
 def _controls(annotations: dict[str, str]) -> tuple[list[Control], list[str], dict[str, str]]:
     requests, problems = control_annotations.parse(annotations)
     controls = [
-        Control(id=cid, action=ControlAction(body["action"]), by=str(body.get("by") or "unknown"),
-                phase=body.get("phase"), reason=str(body.get("reason") or ""))
+        Control(
+            id=cid,
+            action=ControlAction(body["action"]),
+            by=str(body.get("by") or "unknown"),
+            phase=body.get("phase"),
+            reason=str(body.get("reason") or ""),
+        )
         for cid, body in requests
     ]
     keys = {cid: control_annotations.PREFIX + cid for cid, _ in requests}
@@ -142,7 +154,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
 
     controls, control_problems, control_keys = _controls(meta.get("annotations") or {})
     for problem in control_problems:
-        kopf.warn(body, reason="ControlRefused", message=problem)
+        kopf.warn(_kopf_body(body), reason="ControlRefused", message=problem)
 
     router: Router | None = None
     route_weight: int | None = None
@@ -159,22 +171,36 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     if status.state is State.PROMOTING and spec.stable.deployment and spec.canary.deployment:
         try:
             promotion_done = await asyncio.to_thread(
-                workloads.promote, ctx.kube, namespace, spec.stable.deployment, spec.canary.deployment)
+                workloads.promote,
+                ctx.kube,
+                namespace,
+                spec.stable.deployment,
+                spec.canary.deployment,
+            )
         except NotFound as error:
             route_error = f"Deployment not found while promoting: {error}"
 
     observations = Observations(
-        measurements=measurements, route_weight=route_weight, route_error=route_error,
-        promotion_done=promotion_done, controls=tuple(controls), taken_at=now,
+        measurements=measurements,
+        route_weight=route_weight,
+        route_error=route_error,
+        promotion_done=promotion_done,
+        controls=tuple(controls),
+        taken_at=now,
     )
-    evaluation = evaluate(spec, status, observations, now, namespace=namespace, generation=generation)
+    evaluation = evaluate(
+        spec, status, observations, now, namespace=namespace, generation=generation
+    )
     next_evaluation = evaluation.next_evaluation
 
     if evaluation.weight is not None and router is not None and route_weight != evaluation.weight:
         if status.desired_weight == evaluation.weight and status.canary_weight == evaluation.weight:
-            kopf.warn(body, reason="RouteDrift",
-                      message=f"{router.kind} {spec.traffic_routing.provider}: canary weight changed "
-                              f"to {route_weight}% outside phasegate; restoring {evaluation.weight}%")
+            kopf.warn(
+                _kopf_body(body),
+                reason="RouteDrift",
+                message=f"{router.kind} {spec.traffic_routing.provider}: canary weight changed "
+                f"to {route_weight}% outside phasegate; restoring {evaluation.weight}%",
+            )
         try:
             await asyncio.to_thread(router.set_weight, evaluation.weight)
             next_evaluation = timedelta(0)  # read the weight back at once
@@ -184,10 +210,10 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
             bound.info("route write will be retried", error=str(error))
             next_evaluation = min(next_evaluation, timedelta(seconds=1))
     if evaluation.workload is WorkloadAction.SCALE_DOWN_CANARY and spec.canary.deployment:
-        try:
-            await asyncio.to_thread(workloads.scale_down, ctx.kube, namespace, spec.canary.deployment)
-        except NotFound:
-            pass
+        with contextlib.suppress(NotFound):
+            await asyncio.to_thread(
+                workloads.scale_down, ctx.kube, namespace, spec.canary.deployment
+            )
 
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}
@@ -195,27 +221,47 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     return Tick(evaluation, next_evaluation, written)
 
 
-async def _report(ctx: Context, body: dict[str, Any], before: RolloutStatus, evaluation: Evaluation,
-                  consumed_controls: dict[str, None]) -> dict[str, Any] | None:
+async def _report(
+    ctx: Context,
+    body: dict[str, Any],
+    before: RolloutStatus,
+    evaluation: Evaluation,
+    consumed_controls: dict[str, None],
+) -> dict[str, Any] | None:
     """Write status only when it changed, then post events and drop consumed controls."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     after = evaluation.status
     written: dict[str, Any] | None = None
-    ctx.telemetry.set("phasegate_canary_weight", float(after.canary_weight or 0), namespace=namespace, rollout=name)
+    ctx.telemetry.set(
+        "phasegate_canary_weight",
+        float(after.canary_weight or 0),
+        namespace=namespace,
+        rollout=name,
+    )
     if after != before:
         wire = after.model_dump(mode="json", by_alias=True)
         written = await asyncio.to_thread(ctx.kube.patch_rollout_status, namespace, name, wire)
         ctx.telemetry.inc("phasegate_status_writes_total")
         if after.decision is not None and after.decision != before.decision:
             ctx.telemetry.inc("phasegate_decisions_total", action=after.decision.action.value)
-            log.info("decision", namespace=namespace, rollout=name,
-                     phase=after.current_phase.name if after.current_phase else None,
-                     decision=after.decision.action.value, reason=after.decision.reason,
-                     state=after.state.value, weight=after.desired_weight)
+            log.info(
+                "decision",
+                namespace=namespace,
+                rollout=name,
+                phase=after.current_phase.name if after.current_phase else None,
+                decision=after.decision.action.value,
+                reason=after.decision.reason,
+                state=after.state.value,
+                weight=after.desired_weight,
+            )
     for event in evaluation.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(_kopf_body(body), type=event.type, reason=event.reason, message=event.message)
     if consumed_controls:
         written = await asyncio.to_thread(
-            ctx.kube.patch_rollout, namespace, name, {"metadata": {"annotations": consumed_controls}})
+            ctx.kube.patch_rollout,
+            namespace,
+            name,
+            {"metadata": {"annotations": consumed_controls}},
+        )
     return written

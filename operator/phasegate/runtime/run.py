@@ -40,12 +40,22 @@ async def run(options: RunOptions) -> None:
     logs.configure(options.log_level, options.log_format)
     context = make_context(options.prometheus)
     registry = kopf.OperatorRegistry()
-    register(registry, context, peering=options.peering, priority=options.priority,
-             peering_lifetime=options.peering_lifetime)
+    register(
+        registry,
+        context,
+        peering=options.peering,
+        priority=options.priority,
+        peering_lifetime=options.peering_lifetime,
+    )
     runner = await _serve_metrics(metrics_app(context.telemetry), options.metrics_port)
-    log.info("starting", namespaces=list(options.namespaces) or "all", peering=options.peering,
-             priority=options.priority,
-             health=f":{options.health_port}/healthz", metrics=f":{options.metrics_port}/metrics")
+    log.info(
+        "starting",
+        namespaces=list(options.namespaces) or "all",
+        peering=options.peering,
+        priority=options.priority,
+        health=f":{options.health_port}/healthz",
+        metrics=f":{options.metrics_port}/metrics",
+    )
     try:
         await kopf.operator(
             registry=registry,

@@ -49,7 +49,9 @@ class _Histogram:
 class Telemetry:
     counters: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
     gauges: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
-    histograms: dict[str, dict[Labels, _Histogram]] = field(default_factory=lambda: defaultdict(dict))
+    histograms: dict[str, dict[Labels, _Histogram]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
     help: dict[str, str] = field(default_factory=dict)
 
     def describe(self, name: str, text: str) -> None:

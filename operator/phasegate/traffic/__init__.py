@@ -12,8 +12,13 @@ def router_for(spec: RolloutSpec, namespace: str, kube: Kube) -> Router:
     """The router of the spec's provider; RouteError for providers not supported yet."""
     routing = spec.traffic_routing
     if routing.gateway_api is not None:
-        return GatewayAPIRouter(kube, namespace, routing.gateway_api.http_route,
-                                spec.stable.service, spec.canary.service)
+        return GatewayAPIRouter(
+            kube,
+            namespace,
+            routing.gateway_api.http_route,
+            spec.stable.service,
+            spec.canary.service,
+        )
     raise RouteError(
         f"trafficRouting.{routing.provider} is not supported by this operator version; "
         "use gatewayAPI"

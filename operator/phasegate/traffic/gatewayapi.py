@@ -50,7 +50,11 @@ class GatewayAPIRouter:
     @staticmethod
     def _find(refs: list[dict[str, Any]], service: str) -> int | None:
         for j, ref in enumerate(refs):
-            if ref.get("name") == service and ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core"):
+            if (
+                ref.get("name") == service
+                and ref.get("kind", "Service") == "Service"
+                and ref.get("group", "") in ("", "core")
+            ):
                 return j
         return None
 
@@ -72,18 +76,40 @@ class GatewayAPIRouter:
         rules = route["spec"]["rules"]
         annotations = route["metadata"].get("annotations") or {}
         ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": route["metadata"]["resourceVersion"]}
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": route["metadata"]["resourceVersion"],
+            }
         ]
         if ORIGINAL not in annotations:
-            original = {str(i): [rules[i]["backendRefs"][s].get("weight", 1), rules[i]["backendRefs"][c].get("weight", 1)]
-                        for i, s, c in managed}
+            original = {
+                str(i): [
+                    rules[i]["backendRefs"][s].get("weight", 1),
+                    rules[i]["backendRefs"][c].get("weight", 1),
+                ]
+                for i, s, c in managed
+            }
             if not annotations:
                 ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
-            ops.append({"op": "add", "path": "/metadata/annotations/" + ORIGINAL.replace("/", "~1"),
-                        "value": json.dumps(original, sort_keys=True)})
+            ops.append(
+                {
+                    "op": "add",
+                    "path": "/metadata/annotations/" + ORIGINAL.replace("/", "~1"),
+                    "value": json.dumps(original, sort_keys=True),
+                }
+            )
         for i, s, c in managed:
-            ops.append({"op": "add", "path": f"/spec/rules/{i}/backendRefs/{s}/weight", "value": 100 - weight})
-            ops.append({"op": "add", "path": f"/spec/rules/{i}/backendRefs/{c}/weight", "value": weight})
+            ops.append(
+                {
+                    "op": "add",
+                    "path": f"/spec/rules/{i}/backendRefs/{s}/weight",
+                    "value": 100 - weight,
+                }
+            )
+            ops.append(
+                {"op": "add", "path": f"/spec/rules/{i}/backendRefs/{c}/weight", "value": weight}
+            )
         self.kube.json_patch_custom(GROUP, VERSION, PLURAL, self.namespace, self.route, ops)
 
     def restore(self) -> bool:
@@ -96,7 +122,11 @@ class GatewayAPIRouter:
             return False
         rules = route["spec"].get("rules") or []
         ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": route["metadata"]["resourceVersion"]},
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": route["metadata"]["resourceVersion"],
+            },
             {"op": "remove", "path": "/metadata/annotations/" + ORIGINAL.replace("/", "~1")},
         ]
         for index, (stable, canary) in json.loads(saved).items():
@@ -106,7 +136,19 @@ class GatewayAPIRouter:
             refs = rules[i].get("backendRefs") or []
             s, c = self._find(refs, self.stable), self._find(refs, self.canary)
             if s is not None and c is not None:
-                ops.append({"op": "add", "path": f"/spec/rules/{i}/backendRefs/{s}/weight", "value": stable})
-                ops.append({"op": "add", "path": f"/spec/rules/{i}/backendRefs/{c}/weight", "value": canary})
+                ops.append(
+                    {
+                        "op": "add",
+                        "path": f"/spec/rules/{i}/backendRefs/{s}/weight",
+                        "value": stable,
+                    }
+                )
+                ops.append(
+                    {
+                        "op": "add",
+                        "path": f"/spec/rules/{i}/backendRefs/{c}/weight",
+                        "value": canary,
+                    }
+                )
         self.kube.json_patch_custom(GROUP, VERSION, PLURAL, self.namespace, self.route, ops)
         return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from phasegate.kube import Kube, translated
 
@@ -10,7 +10,8 @@ from phasegate.kube import Kube, translated
 def _read(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     with translated():
         deployment = kube.apps.read_namespaced_deployment(name, namespace)
-    return kube.api.sanitize_for_serialization(deployment)  # type: ignore[no-any-return]
+    plain = kube.api.sanitize_for_serialization(deployment)  # type: ignore[no-untyped-call]
+    return cast(dict[str, Any], plain)
 
 
 def promote(kube: Kube, namespace: str, stable: str, canary: str) -> bool:
@@ -23,7 +24,9 @@ def promote(kube: Kube, namespace: str, stable: str, canary: str) -> bool:
     if target["spec"]["template"] != wanted:
         with translated():
             kube.apps.patch_namespaced_deployment(
-                stable, namespace, [{"op": "replace", "path": "/spec/template", "value": wanted}],
+                stable,
+                namespace,
+                [{"op": "replace", "path": "/spec/template", "value": wanted}],
                 _content_type="application/json-patch+json",
             )
         return False
