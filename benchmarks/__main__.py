@@ -48,13 +48,17 @@ def engine_walk() -> dict[str, float]:
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"engine", "localapi"}
+    which = set(sys.argv[1:]) or {"engine", "localapi", "operator"}
     if "engine" in which:
         engine()
     if "localapi" in which:
         from benchmarks import localapi
 
         localapi.main()
+    if "operator" in which:
+        from benchmarks import operator
+
+        operator.main()
 
 
 def engine() -> None:

@@ -55,6 +55,9 @@ class Kube:
             )
             return cast(dict[str, Any], found)
 
+    def get_rollout(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.get_custom(GROUP, VERSION, PLURAL, namespace, name)
+
     def json_patch_custom(
         self,
         group: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -138,35 +139,60 @@ class World:
 
 
 class WeightRecorder:
-    """Records every change of the route's canary weight, as a watch delivers it."""
+    """Records every change of the route's canary weight, as watches deliver it.
+
+    Short watches (1s each, resumed from the last resourceVersion) keep the reader thread
+    stoppable without closing a connection under its feet."""
 
     def __init__(self, world: World, name: str = "web") -> None:
         self.world, self.name = world, name
         self.samples: list[tuple[float, int]] = [(time.time(), world.canary_weight(name))]
-        version = world.route(name)["metadata"]["resourceVersion"]
-        url = (
-            f"http://127.0.0.1:{world.stack.api_port}/apis/gateway.networking.k8s.io/v1/namespaces/{NS}"
-            f"/httproutes?watch=true&fieldSelector=metadata.name%3D{name}&resourceVersion={version}"
-            "&timeoutSeconds=600"
-        )
-        self._response = urllib.request.urlopen(url, timeout=600)
+        self._version = world.route(name)["metadata"]["resourceVersion"]
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            for line in self._response:
-                event = json.loads(line)
-                refs = event["object"]["spec"]["rules"][0]["backendRefs"]
-                weight = int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
-                if weight != self.samples[-1][1]:
-                    self.samples.append((time.time(), weight))
-        except (OSError, ValueError):
-            return  # closed by stop()
+        base = (
+            f"http://127.0.0.1:{self.world.stack.api_port}/apis/gateway.networking.k8s.io/v1"
+            f"/namespaces/{NS}/httproutes?watch=true&fieldSelector=metadata.name%3D{self.name}"
+            "&timeoutSeconds=1"
+        )
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(
+                    f"{base}&resourceVersion={self._version}", timeout=5
+                ) as stream:
+                    for line in stream:
+                        self._record(json.loads(line))
+            except (OSError, ValueError):
+                time.sleep(0.1)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        self._version = event["object"]["metadata"]["resourceVersion"]
+        refs = event["object"]["spec"]["rules"][0]["backendRefs"]
+        weight = int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
+        if weight != self.samples[-1][1]:
+            self.samples.append((time.time(), weight))
 
     def stop(self) -> list[tuple[float, int]]:
-        self._response.close()
+        self._stop.set()
+        self._thread.join(timeout=10)
         return self.samples
 
     def first(self, weight: int) -> float:
         return next(t for t, w in self.samples if w == weight)
+
+
+def breach_start(
+    prometheus_url: str, query: str, threshold: float, start: float, end: float
+) -> float:
+    """The first instant from which ``query`` stayed above ``threshold`` until ``end``."""
+    from phasegate.demo.stack import http_json
+
+    params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": "0.25"})
+    values = http_json(f"{prometheus_url}/api/v1/query_range?{params}")["data"]["result"][0][
+        "values"
+    ]
+    above = [float(t) for t, v in values if float(v) > threshold]
+    return next(t for t in above if all(float(v) > threshold for s, v in values if float(s) >= t))

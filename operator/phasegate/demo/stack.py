@@ -70,6 +70,7 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    ports: dict[str, int] = field(default_factory=dict)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -237,6 +238,7 @@ class Stack:
             30,
             f"operator {name}",
         )
+        process.ports.update(health=health, metrics=metrics)
         return process
 
     def kubectl(

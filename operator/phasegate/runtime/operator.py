@@ -20,7 +20,7 @@ import structlog
 
 from phasegate import GROUP, PLURAL, VERSION
 from phasegate.api.validation import validate_spec
-from phasegate.kube import Kube
+from phasegate.kube import Kube, NotFound
 from phasegate.runtime.reconcile import Context, evaluate_once
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, router_for
@@ -77,28 +77,36 @@ def register(
         body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
     ) -> None:
         ctx: Context = memo["context"]
-        latest: dict[str, Any] | None = None  # our last write, until the watch catches up
-        stale_version: str | None = None
+        # kopf's body follows the watch, which may lag behind our own writes (or show kopf's
+        # finalizer patch before our status). The object as we last saw it is kept; when the
+        # body differs from it, something changed and the API itself is asked.
+        seen: dict[str, Any] | None = None
         loop = asyncio.get_running_loop()
         due = loop.time()
         while not stopped:
             current = copy.deepcopy(dict(body))
-            version = current["metadata"].get("resourceVersion")
-            if latest is not None and version == stale_version:
-                current = latest
-            ctx.telemetry.observe("phasegate_evaluation_lag_seconds", max(0.0, loop.time() - due))
+            meta = current["metadata"]
             try:
+                if (
+                    seen is not None
+                    and meta.get("resourceVersion") != seen["metadata"]["resourceVersion"]
+                ):
+                    current = await asyncio.to_thread(
+                        ctx.kube.get_rollout, meta["namespace"], meta["name"]
+                    )
+                ctx.telemetry.observe(
+                    "phasegate_evaluation_lag_seconds", max(0.0, loop.time() - due)
+                )
                 tick = await evaluate_once(ctx, current, datetime.now(UTC))
+            except NotFound:
+                return  # deleted between the watch and us; the delete handler restores the route
             except Exception:  # a bug or an API outage must not end the daemon for ever
                 log.exception(
-                    "evaluation failed; retrying",
-                    namespace=current["metadata"]["namespace"],
-                    rollout=current["metadata"]["name"],
+                    "evaluation failed; retrying", namespace=meta["namespace"], rollout=meta["name"]
                 )
                 await stopped.wait(5)
                 continue
-            if tick.written is not None:
-                latest, stale_version = tick.written, version
+            seen = tick.written if tick.written is not None else current
             delay = tick.next_evaluation.total_seconds()
             due = loop.time() + delay
             if delay > 0:

@@ -1,0 +1,132 @@
+"""The Prometheus provider classifies every outcome, against a real Prometheus server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from phasegate.demo.stack import Stack, stack
+from phasegate.engine import Outcome, QueryRequest
+from phasegate.metrics import Prometheus, PrometheusSettings
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with stack(tmp_path_factory.mktemp("prometheus")) as running:
+        running.start_prometheus()
+        yield running
+
+
+def ask(address: str, query: str, **kwargs: object) -> object:
+    provider = Prometheus(PrometheusSettings(address=address, timeout=2.0))
+    return provider.measure(QueryRequest("m", "canary", query, **kwargs))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("query", "outcome"),
+    [
+        ("vector(0.25)", Outcome.VALUE),
+        ("absent_metric_for_sure", Outcome.NO_DATA),
+        ("vector(0) / 0", Outcome.NO_DATA),
+        (
+            'label_replace(vector(1), "x", "a", "", "") or label_replace(vector(2), "x", "b", "", "")',
+            Outcome.SEVERAL_SERIES,
+        ),
+        ("sum(rate(x[1m]", Outcome.REJECTED),
+    ],
+)
+def test_outcomes_are_classified(prometheus: Stack, query: str, outcome: Outcome) -> None:
+    answer = ask(prometheus.prometheus_url, query)
+    assert answer.outcome is outcome, answer  # type: ignore[attr-defined]
+
+
+def test_a_value_is_returned(prometheus: Stack) -> None:
+    assert ask(prometheus.prometheus_url, "vector(0.25)").series == {"": 0.25}  # type: ignore[attr-defined]
+
+
+def test_a_rejected_query_carries_prometheus_message(prometheus: Stack) -> None:
+    answer = ask(prometheus.prometheus_url, "sum(rate(x[1m]")
+    assert "parse error" in answer.message  # type: ignore[attr-defined]
+
+
+def test_grouped_queries_key_series_by_the_label(prometheus: Stack) -> None:
+    query = 'label_replace(vector(1), "segment", "a", "", "") or label_replace(vector(2), "segment", "b", "", "")'
+    answer = ask(prometheus.prometheus_url, query, group_by="segment")
+    assert answer.outcome is Outcome.VALUE and answer.series == {"a": 1.0, "b": 2.0}  # type: ignore[attr-defined]
+
+
+def test_range_queries_return_samples(prometheus: Stack) -> None:
+    answer = ask(
+        prometheus.prometheus_url,
+        "vector(1)",
+        window=timedelta(seconds=10),
+        step=timedelta(seconds=1),
+    )
+    assert answer.outcome is Outcome.VALUE and len(answer.samples) >= 10  # type: ignore[attr-defined]
+
+
+def test_an_unreachable_prometheus_is_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connection refused
+        answer = ask(f"http://127.0.0.1:{port}", "vector(1)")
+    assert answer.outcome is Outcome.UNAVAILABLE and "unreachable" in answer.message  # type: ignore[attr-defined]
+
+
+def test_a_silent_prometheus_times_out() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()  # accepts, never answers
+        provider = Prometheus(
+            PrometheusSettings(address=f"http://127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
+        )
+        answer = provider.measure(QueryRequest("m", "canary", "vector(1)"))
+    assert answer.outcome is Outcome.UNAVAILABLE and "timed out after 0.5s" in answer.message
+
+
+@pytest.mark.parametrize(
+    ("settings", "header"),
+    [
+        ({"bearer_token": "s3cret"}, "Bearer s3cret"),
+        ({"username": "u", "password": "p"}, "Basic dTpw"),
+    ],
+)
+def test_credentials_are_sent(tmp_path: Path, settings: dict[str, str], header: str) -> None:
+    seen: list[str | None] = []
+
+    async def query(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response(
+            {
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", query)
+    runner = web.AppRunner(app)
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        provider = Prometheus(PrometheusSettings(address=f"http://127.0.0.1:{port}", **settings))  # type: ignore[arg-type]
+        assert provider.measure(QueryRequest("m", "canary", "q")).outcome is Outcome.VALUE
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+    assert seen == [header]
