@@ -166,7 +166,8 @@ def main() -> None:
     latencies = sorted(rollback_latency(8))
     p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
     print(
-        "operator: trigger condition true in Prometheus -> route at canary 0 (1s interval, 1s scrape)"
+        "operator: trigger condition true in Prometheus -> route at canary 0 "
+        "(1s interval, 1s scrape)"
     )
     print(
         f"  runs {len(latencies)}, median {statistics.median(latencies):.2f} s, p95 {p95:.2f} s, "
@@ -177,7 +178,8 @@ def main() -> None:
     print(f"  all phases started after {figures['ready_after_s']:.1f} s")
     print(f"  peak RSS {figures['peak_rss_mib']:.0f} MiB over {figures['window_s']:.0f} s")
     print(
-        f"  {figures['evaluations']:.0f} evaluations, {figures['status_writes']:.0f} status writes, "
+        f"  {figures['evaluations']:.0f} evaluations, "
+        f"{figures['status_writes']:.0f} status writes, "
         f"mean evaluation lag {figures['mean_lag_ms']:.0f} ms"
     )
 

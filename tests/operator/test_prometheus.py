@@ -15,6 +15,11 @@ from phasegate.demo.stack import Stack, stack
 from phasegate.engine import Outcome, QueryRequest
 from phasegate.metrics import Prometheus, PrometheusSettings
 
+TWO_SERIES = (
+    'label_replace(vector(1), "segment", "a", "", "") '
+    'or label_replace(vector(2), "segment", "b", "", "")'
+)
+
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -35,7 +40,7 @@ def ask(address: str, query: str, **kwargs: object) -> object:
         ("absent_metric_for_sure", Outcome.NO_DATA),
         ("vector(0) / 0", Outcome.NO_DATA),
         (
-            'label_replace(vector(1), "x", "a", "", "") or label_replace(vector(2), "x", "b", "", "")',
+            TWO_SERIES.replace("segment", "x"),
             Outcome.SEVERAL_SERIES,
         ),
         ("sum(rate(x[1m]", Outcome.REJECTED),
@@ -56,8 +61,7 @@ def test_a_rejected_query_carries_prometheus_message(prometheus: Stack) -> None:
 
 
 def test_grouped_queries_key_series_by_the_label(prometheus: Stack) -> None:
-    query = 'label_replace(vector(1), "segment", "a", "", "") or label_replace(vector(2), "segment", "b", "", "")'
-    answer = ask(prometheus.prometheus_url, query, group_by="segment")
+    answer = ask(prometheus.prometheus_url, TWO_SERIES, group_by="segment")
     assert answer.outcome is Outcome.VALUE and answer.series == {"a": 1.0, "b": 2.0}  # type: ignore[attr-defined]
 
 

@@ -49,7 +49,7 @@ class Prometheus:
             headers=headers,
             auth=auth,
             disable_ssl=settings.insecure_skip_verify,
-            retry=Retry(total=0),  # the engine's consecutive-error rule decides, not retries
+            retry=Retry(total=False),  # no retries: the engine's consecutive-error rule decides, not retries
             timeout=settings.timeout,
         )
         if settings.ca_pem:
