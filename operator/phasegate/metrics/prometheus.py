@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -49,7 +50,7 @@ class Prometheus:
             headers=headers,
             auth=auth,
             disable_ssl=settings.insecure_skip_verify,
-            retry=Retry(total=False),  # no retries: the engine's consecutive-error rule decides, not retries
+            retry=Retry(total=False),  # no retries: the engine's consecutive-error rule decides
             timeout=settings.timeout,
         )
         if settings.ca_pem:
@@ -64,13 +65,19 @@ class Prometheus:
             return self._instant(request)
         except PrometheusApiClientException as error:
             return _http_error(request.query, str(error))
-        except requests.Timeout:
+        except urllib3.exceptions.NewConnectionError:  # a TimeoutError subclass, but refused
+            return Measurement(
+                request.query,
+                Outcome.UNAVAILABLE,
+                message=f"{self.settings.address} unreachable (connection refused)",
+            )
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
             return Measurement(
                 request.query,
                 Outcome.UNAVAILABLE,
                 message=f"timed out after {self.settings.timeout:g}s",
             )
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             reason = type(error).__name__
             return Measurement(
                 request.query,
