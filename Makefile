@@ -37,13 +37,16 @@ prometheus: ## install Debian's prometheus when it is missing (needs root)
 test: lint prometheus ## lint, then the whole test suite
 	$(BIN)/pytest -q
 
-unit: install ## the fast tests only
+unit: install ## the fast tests only (no Prometheus, no operator processes)
 	$(BIN)/pytest -q -m "not integration"
+
+integration: install prometheus ## the end-to-end scenarios on real processes
+	$(BIN)/pytest -q -m integration
 
 crds: install ## regenerate crds/ from the models
 	$(BIN)/phasegate crds --output crds
 
-bench: install ## benchmarks: engine throughput (more come with the local API and operator)
+bench: install prometheus ## benchmarks: engine, local API, operator (figures printed)
 	$(BIN)/python -m benchmarks
 
 demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary)

@@ -15,6 +15,8 @@ from phasegate.demo.stack import Stack, stack
 from phasegate.engine import Outcome, QueryRequest
 from phasegate.metrics import Prometheus, PrometheusSettings
 
+pytestmark = pytest.mark.integration  # a real Prometheus server
+
 TWO_SERIES = (
     'label_replace(vector(1), "segment", "a", "", "") '
     'or label_replace(vector(2), "segment", "b", "", "")'
