@@ -7,7 +7,7 @@ KIND_CLUSTER ?= phasegate
 IMAGE ?= phasegate:dev
 SCENARIO ?= healthy
 
-.PHONY: help install lint format test unit integration crds bench demo prometheus \
+.PHONY: help install lint format test unit integration crds manifests bench demo prometheus \
         image kind-up e2e-kind kind-down clean
 
 help: ## list the targets
@@ -22,14 +22,14 @@ $(BIN)/phasegate: pyproject.toml
 install: $(BIN)/phasegate ## create .venv and install phasegate with its test extra
 
 lint: install ## ruff, mypy --strict, import-linter layers
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests benchmarks scripts
+	$(BIN)/ruff format --check operator tests benchmarks scripts
 	$(BIN)/mypy operator/phasegate
 	$(BIN)/lint-imports
 
 format: install ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests benchmarks scripts
+	$(BIN)/ruff format operator tests benchmarks scripts
 
 prometheus: ## install Debian's prometheus when it is missing (needs root)
 	@command -v prometheus >/dev/null || scripts/install-prometheus
@@ -43,8 +43,12 @@ unit: install ## the fast tests only (no Prometheus, no operator processes)
 integration: install prometheus ## the end-to-end scenarios on real processes
 	$(BIN)/pytest -q -m integration
 
-crds: install ## regenerate crds/ from the models
+crds: install ## regenerate crds/ (and the chart's copy) from the models
 	$(BIN)/phasegate crds --output crds
+	cp crds/*.yaml charts/phasegate/crds/
+
+manifests: install ## regenerate manifests/install/ from the chart's defaults
+	$(BIN)/python scripts/render_install.py
 
 bench: install prometheus ## benchmarks: engine, local API, operator (figures printed)
 	$(BIN)/python -m benchmarks

@@ -146,6 +146,14 @@ def builtin_resources() -> list[Resource]:
             short_names=["ing"],
             status_subresource=True,
         ),
+        Resource(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            short_names=["pdb"],
+            status_subresource=True,
+        ),
         Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", has_generation=False),
         Resource(
             "rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", has_generation=False

@@ -1,0 +1,62 @@
+{{- define "phasegate.name" -}}phasegate{{- end -}}
+
+{{- define "phasegate.fullname" -}}
+{{- if contains "phasegate" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-phasegate" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "phasegate.labels" -}}
+app.kubernetes.io/name: phasegate
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "phasegate.selector" -}}
+app.kubernetes.io/name: phasegate
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "phasegate.serviceAccount" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "phasegate.fullname" .) .Values.serviceAccount.name }}
+{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{/* The namespaces Roles go to in namespaced mode. */}}
+{{- define "phasegate.roleNamespaces" -}}
+{{- if .Values.watchNamespaces -}}{{ join "," .Values.watchNamespaces }}{{- else -}}{{ .Release.Namespace }}{{- end -}}
+{{- end -}}
+
+{{/* The rules the operator needs, verb by verb, and nothing more. */}}
+{{- define "phasegate.rules" -}}
+# The rollouts: watched by kopf, annotations and finalizer patched; status written.
+- apiGroups: [phasegate.dev]
+  resources: [progressiverollouts]
+  verbs: [get, list, watch, patch]
+- apiGroups: [phasegate.dev]
+  resources: [progressiverollouts/status]
+  verbs: [patch]
+# The routes whose weights the operator sets and reads back.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, patch]
+# Promotion: the stable Deployment takes the canary's template; the canary scales down.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, patch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
+# Events on the rollouts (phase changes, holds, rollbacks, completion).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- with .Values.rbac.secretNames }}
+# Prometheus credentials, only the Secrets named in values.
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: {{ toJson . }}
+  verbs: [get]
+{{- end }}
+{{- end -}}
