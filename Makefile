@@ -49,6 +49,7 @@ crds: install ## regenerate crds/ (and the chart's copy) from the models
 
 manifests: install ## regenerate manifests/install/ from the chart's defaults
 	$(BIN)/python scripts/render_install.py
+	$(BIN)/python scripts/render_argocd.py
 
 bench: install prometheus ## benchmarks: engine, local API, operator (figures printed)
 	$(BIN)/python -m benchmarks

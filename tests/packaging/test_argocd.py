@@ -1,0 +1,160 @@
+"""The Argo CD health check and actions, run in Lua 5.1 as Argo CD runs them."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import lupa.lua51 as lua51
+import pytest
+import yaml
+
+from phasegate.api import controls
+from support.kube import ROOT
+
+CM = ROOT / "manifests" / "argocd" / "argocd-cm.yaml"
+KEY = "phasegate.dev_ProgressiveRollout"
+
+
+def config() -> dict[str, Any]:
+    return yaml.safe_load(CM.read_text())["data"]  # type: ignore[no-any-return]
+
+
+def run(script: str, obj: dict[str, Any]) -> Any:
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    return lua.execute(script)
+
+
+def to_python(value: Any) -> Any:
+    if lua51.lua_type(value) == "table":
+        keys = list(value.keys())
+        if keys and all(isinstance(k, int) for k in keys):
+            return [to_python(value[k]) for k in sorted(keys)]
+        return {k: to_python(v) for k, v in value.items()}
+    return value
+
+
+def rollout(
+    state: str | None, generation: int = 3, observed: int = 3, **status: Any
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"name": "shop", "generation": generation, "annotations": {"team": "a"}},
+        "spec": {
+            "phases": [
+                {"name": "canary"},
+                {"name": "ramp", "approval": {"required": ["engineering", "finance"]}},
+                {"name": "rollout"},
+            ]
+        },
+    }
+    if state is not None:
+        obj["status"] = {
+            "state": state,
+            "observedGeneration": observed,
+            "message": f"{state} now",
+            **status,
+        }
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("state", "health"),
+    [
+        ("Pending", "Progressing"),
+        ("Progressing", "Progressing"),
+        ("Promoting", "Progressing"),
+        ("WaitingForApproval", "Suspended"),
+        ("Scheduled", "Suspended"),
+        ("Holding", "Suspended"),
+        ("Paused", "Suspended"),
+        ("RolledBack", "Degraded"),
+        ("Invalid", "Degraded"),
+        ("Degraded", "Degraded"),
+        ("Succeeded", "Healthy"),
+    ],
+)
+def test_health_of_every_state(state: str, health: str) -> None:
+    hs = to_python(run(config()[f"resource.customizations.health.{KEY}"], rollout(state)))
+    assert hs == {"status": health, "message": f"{state} now"}
+
+
+def test_a_spec_not_yet_observed_is_progressing() -> None:
+    script = config()[f"resource.customizations.health.{KEY}"]
+    assert to_python(run(script, rollout(None)))["status"] == "Progressing"
+    stale = to_python(run(script, rollout("Succeeded", generation=4, observed=3)))
+    assert stale == {
+        "status": "Progressing",
+        "message": "Waiting for phasegate to observe the latest spec",
+    }
+
+
+def actions() -> dict[str, Any]:
+    return yaml.safe_load(config()[f"resource.customizations.actions.{KEY}"])  # type: ignore[no-any-return]
+
+
+def enabled(obj: dict[str, Any]) -> set[str]:
+    found = to_python(run(actions()["discovery.lua"], obj))
+    return {name for name, flags in found.items() if not flags["disabled"]}
+
+
+def test_discovery_offers_what_applies_now() -> None:
+    assert enabled(rollout("Progressing", currentPhase={"index": 1})) == {
+        "pause",
+        "promote",
+        "promote-full",
+        "abort",
+    }
+    assert enabled(rollout("Holding", currentPhase={"index": 1})) == {
+        "pause",
+        "resume",
+        "promote",
+        "promote-full",
+        "abort",
+        "retry",
+    }
+    assert enabled(rollout("RolledBack")) == {"retry"}
+    assert enabled(rollout("Succeeded")) == set()
+
+
+def test_discovery_offers_approvals_still_missing_for_the_next_phase() -> None:
+    waiting = rollout(
+        "WaitingForApproval",
+        currentPhase={"index": 0},
+        approvals=[{"phase": "ramp", "by": "engineering"}],
+    )
+    assert {n for n in enabled(waiting) if n.startswith("approve-")} == {"approve-finance"}
+
+
+@pytest.mark.parametrize("name", ["pause", "resume", "promote", "promote-full", "abort", "retry"])
+def test_actions_write_the_control_annotation_the_operator_reads(name: str) -> None:
+    script = next(d["action.lua"] for d in actions()["definitions"] if d["name"] == name)
+    obj = to_python(run(script, rollout("Holding", currentPhase={"index": 0})))
+    assert obj["metadata"]["annotations"]["team"] == "a"
+    requests, problems = controls.parse(obj["metadata"]["annotations"])
+    expected = {"promote-full": "promoteFull"}.get(name, name)
+    assert problems == [] and [body for _, body in requests] == [
+        {"action": expected, "by": "argocd"}
+    ]
+
+
+def test_approve_names_the_group_and_the_next_phase() -> None:
+    script = next(
+        d["action.lua"] for d in actions()["definitions"] if d["name"] == "approve-finance"
+    )
+    obj = to_python(run(script, rollout("WaitingForApproval", currentPhase={"index": 0})))
+    requests, problems = controls.parse(obj["metadata"]["annotations"])
+    assert problems == []
+    assert [body for _, body in requests] == [
+        {"action": "approve", "by": "finance", "phase": "ramp"}
+    ]
+
+
+def test_the_committed_config_is_rendered_from_the_lua_sources() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "render_argocd", ROOT / "scripts" / "render_argocd.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert CM.read_text() == module.render(), "run `make manifests`"
