@@ -287,3 +287,27 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(world: World) -> No
         ("full", "3s"),
         ("full", "6s"),
     ]
+
+
+def test_a_weight_changed_by_someone_else_is_put_back_with_an_event(world: World) -> None:
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
+    world.apply(release())
+    world.wait(lambda s: started(s, "canary"))
+    route_path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/web"
+    refs = world.route()["spec"]["rules"][0]["backendRefs"]
+    refs[1]["weight"], refs[0]["weight"] = 50, 50
+    world.kube.ok(
+        "PATCH",
+        route_path,
+        {"spec": {"rules": [{"backendRefs": refs}]}},
+        content_type="application/merge-patch+json",
+    )
+    deadline = time.monotonic() + 10
+    while world.canary_weight() != 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert world.canary_weight() == 10
+    events = world.kube.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    drift = [e for e in events if e["reason"] == "RouteDrift"]
+    assert drift and "restoring 10%" in drift[0]["message"] and drift[0]["type"] == "Warning"

@@ -9,15 +9,27 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from support.kube import ROOT
 
 pytestmark = pytest.mark.integration  # builds and installs: a minute, not a second
-TEST_ONLY = {"pytest", "hypothesis", "ruff", "mypy", "import-linter", "helm-python-sdk", "lupa",
-             "kubernetes-validate", "kmock"}
+TEST_ONLY = {
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "import-linter",
+    "helm-python-sdk",
+    "lupa",
+    "kubernetes-validate",
+    "kmock",
+}
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False)
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False
+    )
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -28,11 +40,13 @@ def test_the_wheel_installs_alone_and_its_entry_points_run(tmp_path: Path) -> No
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"
     run(python, "-m", "pip", "install", "--quiet", wheel)
-    installed = {line.split("==")[0].lower() for line in run(python, "-m", "pip", "freeze").splitlines()}
+    frozen = run(python, "-m", "pip", "freeze").splitlines()
+    installed = {line.split("==")[0].lower() for line in frozen}
     assert not installed & TEST_ONLY, installed & TEST_ONLY
     bin_dir = tmp_path / "venv" / "bin"
     assert "validate" in run(bin_dir / "phasegate", "--help")
     assert "--all-namespaces" in run(bin_dir / "phasegate", "run", "--help")
     assert "approve" in run(bin_dir / "kubectl-phasegate", "--help")
     # The operator's modules import with the runtime dependencies only.
-    run(python, "-c", "import phasegate.runtime.run, phasegate.metrics, phasegate.traffic, phasegate.workloads")
+    modules = "phasegate.runtime.run, phasegate.metrics, phasegate.traffic, phasegate.workloads"
+    run(python, "-c", f"import {modules}")
