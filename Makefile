@@ -61,14 +61,18 @@ demo: install prometheus ## the reference release on the local stack (SCENARIO=h
 image: ## build the operator image
 	docker build -t $(IMAGE) .
 
-kind-up: image ## kind cluster + Gateway API CRDs + phasegate's CRDs and chart
+kind-up: image ## kind cluster + Gateway API CRDs + phasegate's chart (needs Docker, kind, helm)
 	kind create cluster --name $(KIND_CLUSTER)
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.0/standard-install.yaml
-	kubectl apply -f crds/
+	helm upgrade --install phasegate charts/phasegate -n phasegate-system --create-namespace \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+	  --set image.pullPolicy=Never --wait
 
-e2e-kind: ## the end-to-end scenarios against the kind cluster
-	PHASEGATE_E2E_KUBECONFIG=$${KUBECONFIG:-$$HOME/.kube/config} $(BIN)/pytest -q -m integration tests/e2e
+e2e-kind: ## smoke test on the kind cluster: the operator takes the minimal example in hand
+	kubectl apply -f manifests/examples/minimal.yaml
+	kubectl wait --for=jsonpath='{.status.observedGeneration}'=1 prollout/web -n web --timeout=120s
+	kubectl get rollouts -A
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
