@@ -56,9 +56,9 @@ def main() -> None:
 
         localapi.main()
     if "operator" in which:
-        from benchmarks import operator
+        from benchmarks import runtime
 
-        operator.main()
+        runtime.main()
 
 
 def engine() -> None:
