@@ -18,12 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from phasegate.demo.stack import Stack, stack
-from support.world import NS, WeightRecorder, World, breach_start, release, route
+from phasegate.demo.stack import stack
+from support.world import NS, WeightRecorder, breach_start, release, route, start_world
 
 QUERY = (
     'sum(rate(http_requests_total{service="web-canary",code=~"5.."}[5s])) '
@@ -31,28 +29,10 @@ QUERY = (
 )
 
 
-def up(running: Stack) -> World:
-    running.start_api()
-    running.start_service("web-stable")
-    running.start_service("web-canary")
-    running.start_prometheus()
-    running.prometheus_scrapes(["web-stable", "web-canary"])
-    running.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-    )
-    world = World(running)
-    world.apply(route())
-    running.start_load(NS, "web", rate=300)
-    return world
-
-
 def rollback_latency(runs: int) -> list[float]:
     latencies = []
     with tempfile.TemporaryDirectory() as tmp, stack(Path(tmp)) as running:
-        world = up(running)
+        world = start_world(running)
         operator = running.start_operator(
             "operator", "--standalone", "--prometheus", running.prometheus_url
         )
@@ -105,7 +85,7 @@ def metric(text: str, name: str) -> float:
 
 def hundred_rollouts(count: int = 100, watch_for: float = 30.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, stack(Path(tmp)) as running:
-        world = up(running)
+        world = start_world(running)
         objects = []
         for i in range(count):
             spec = release()["spec"]

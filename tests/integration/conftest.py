@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from phasegate.demo.stack import stack
-from support.world import NS, World, route
+from support.world import World, start_world
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,20 +20,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     with stack(tmp_path) as running:
-        running.start_api()
-        running.start_service("web-stable")
-        running.start_service("web-canary")
-        running.start_prometheus()
-        running.prometheus_scrapes(["web-stable", "web-canary"])
-        running.kubectl(
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-            ),
-        )
-        world = World(running)
-        world.apply(route())
-        running.start_load(NS, "web", rate=300)
-        yield world
+        yield start_world(running)

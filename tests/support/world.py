@@ -138,6 +138,22 @@ class World:
         self.stack.kubectl("annotate", "prollout", name, "-n", NS, f"{key}={value}")
 
 
+def start_world(running: Stack) -> World:
+    """The stack the scenarios run on: API, stable and canary services, Prometheus scraping
+    them, namespace ``it`` with route ``web``, and 300 requests/s of load."""
+    running.start_api()
+    running.start_service("web-stable")
+    running.start_service("web-canary")
+    running.start_prometheus()
+    running.prometheus_scrapes(["web-stable", "web-canary"])
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace))
+    world = World(running)
+    world.apply(route())
+    running.start_load(NS, "web", rate=300)
+    return world
+
+
 class WeightRecorder:
     """Records every change of the route's canary weight, as watches deliver it.
 
