@@ -311,3 +311,53 @@ def test_a_weight_changed_by_someone_else_is_put_back_with_an_event(world: World
     events = world.kube.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
     drift = [e for e in events if e["reason"] == "RouteDrift"]
     assert drift and "restoring 10%" in drift[0]["message"] and drift[0]["type"] == "Warning"
+
+
+def deployment(name: str, image: str) -> dict:  # type: ignore[type-arg]
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(
+    world: World,
+) -> None:
+    world.apply(deployment("web-stable", "web:1"), deployment("web-canary", "web:2"))
+    world.stack.start_operator(
+        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
+    )
+    world.apply(
+        release(
+            stable={"service": "web-stable", "deployment": "web-stable"},
+            canary={"service": "web-canary", "deployment": "web-canary"},
+        )
+    )
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
+    )
+    assert status["state"] == "Succeeded", status["message"]
+    assert "promoted" in status["message"]
+    deployments = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    stable = world.kube.ok("GET", f"{deployments}/web-stable")["spec"]
+    assert stable["template"]["spec"]["containers"][0]["image"] == "web:2"
+    assert stable["template"]["metadata"]["labels"] == {"app": "web-stable"}, (
+        "stable keeps its selector"
+    )
+    assert world.canary_weight() == 0, "traffic back to the (now promoted) stable"
+    canary = world.kube.ok("GET", f"{deployments}/web-canary")["spec"]
+    deadline = time.monotonic() + 10
+    while canary["replicas"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        canary = world.kube.ok("GET", f"{deployments}/web-canary")["spec"]
+    assert canary["replicas"] == 0

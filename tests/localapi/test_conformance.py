@@ -520,3 +520,40 @@ def test_request_history_is_kept_only_when_asked(local_api: LocalAPI, kube: Kube
         kube.ok("GET", CM)
     assert list(local_api.handler._requests) == []
     assert local_api.handler.served >= 20
+
+
+def test_a_changed_deployment_reports_itself_rolled_out(kube: Kube) -> None:
+    deploys = "/apis/apps/v1/namespaces/default/deployments"
+    template = {
+        "metadata": {"labels": {"app": "d"}},
+        "spec": {"containers": [{"name": "d", "image": "d:1"}]},
+    }
+    kube.ok(
+        "POST",
+        deploys,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": template,
+            },
+        },
+    )
+    status = kube.ok("GET", f"{deploys}/d")["status"]
+    assert status == {
+        "observedGeneration": 1,
+        "replicas": 3,
+        "updatedReplicas": 3,
+        "readyReplicas": 3,
+        "availableReplicas": 3,
+    }
+    kube.ok(
+        "PATCH",
+        f"{deploys}/d",
+        {"spec": {"template": {"spec": {"containers": [{"name": "d", "image": "d:2"}]}}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert kube.ok("GET", f"{deploys}/d")["status"]["observedGeneration"] == 2

@@ -859,7 +859,26 @@ class KubernetesAPI:
         )
 
     def _after_write(self, target: Target, obj: Obj) -> None:
-        """Hook for controllers emulated beside the API (none by default)."""
+        """The one controller emulated beside the API: a Deployment whose spec changed is
+        rolled out at once (no pods exist here), so its status reports it ready."""
+        resource = target.resource
+        if (resource.kind, resource.group) != ("Deployment", "apps") or target.subresource:
+            return
+        generation = obj["metadata"].get("generation", 1)
+        if (obj.get("status") or {}).get("observedGeneration") == generation:
+            return
+        replicas = (obj.get("spec") or {}).get("replicas", 1)
+        ready = copy.deepcopy(obj)
+        ready["status"] = {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+        ready["metadata"]["resourceVersion"] = self.store.next_rv()
+        namespace = obj["metadata"].get("namespace", "")
+        self.store.put(resource.key, namespace, obj["metadata"]["name"], ready, "MODIFIED")
 
 
 def _spec_part(obj: Obj) -> Obj:
