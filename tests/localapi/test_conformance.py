@@ -456,26 +456,20 @@ def test_put_replaces_the_object(kube: Kube) -> None:
     assert kube.request("PUT", f"{CM}/missing", configmap("missing"))[0] == 404
 
 
-def test_deployments_have_a_scale_subresource(kube: Kube) -> None:
-    deploys = "/apis/apps/v1/namespaces/default/deployments"
+def create_deployment(kube: Kube, replicas: int) -> None:
+    """Deployment ``d`` in ``default``, one container ``d:1``."""
     template = {
         "metadata": {"labels": {"app": "d"}},
         "spec": {"containers": [{"name": "d", "image": "d:1"}]},
     }
-    kube.ok(
-        "POST",
-        deploys,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "d"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "d"}},
-                "template": template,
-            },
-        },
-    )
+    spec = {"replicas": replicas, "selector": {"matchLabels": {"app": "d"}}, "template": template}
+    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": spec}
+    kube.ok("POST", "/apis/apps/v1/namespaces/default/deployments", body)
+
+
+def test_deployments_have_a_scale_subresource(kube: Kube) -> None:
+    deploys = "/apis/apps/v1/namespaces/default/deployments"
+    create_deployment(kube, replicas=2)
     scale = kube.ok("GET", f"{deploys}/d/scale")
     assert (
         scale["kind"] == "Scale"
@@ -524,24 +518,7 @@ def test_request_history_is_kept_only_when_asked(local_api: LocalAPI, kube: Kube
 
 def test_a_changed_deployment_reports_itself_rolled_out(kube: Kube) -> None:
     deploys = "/apis/apps/v1/namespaces/default/deployments"
-    template = {
-        "metadata": {"labels": {"app": "d"}},
-        "spec": {"containers": [{"name": "d", "image": "d:1"}]},
-    }
-    kube.ok(
-        "POST",
-        deploys,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "d"},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": "d"}},
-                "template": template,
-            },
-        },
-    )
+    create_deployment(kube, replicas=3)
     status = kube.ok("GET", f"{deploys}/d")["status"]
     assert status == {
         "observedGeneration": 1,
