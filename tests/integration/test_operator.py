@@ -37,9 +37,7 @@ def test_healthy_release_goes_canary_ramp_rollout_to_succeeded(world: World) -> 
     )
     rollout["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "web"
     recorder = WeightRecorder(world, "web")
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(rollout)
     for gate in ("ramp", "rollout"):
         world.wait(
@@ -97,9 +95,7 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
         },
         spec["phases"][1],
     ]
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(release(**spec))
     world.wait(lambda s: started(s, "ramp"), what="the ramp phase")
     recorder = WeightRecorder(world)
@@ -136,9 +132,7 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
 def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_continues(
     world: World,
 ) -> None:
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
     world.stack.configure_service(
@@ -166,9 +160,7 @@ def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_con
 def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after(
     world: World,
 ) -> None:
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
     world.stack.stop_prometheus()
@@ -191,14 +183,12 @@ def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after
 
 def test_operator_killed_mid_phase_resumes_without_repeating_or_skipping(world: World) -> None:
     recorder = WeightRecorder(world)
-    first = world.stack.start_operator(
-        "first", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    first = world.start_operator("first")
     world.apply(release())
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, what="the first checkpoint")
     first.kill()
     time.sleep(2)
-    world.stack.start_operator("second", "--standalone", "--prometheus", world.stack.prometheus_url)
+    world.start_operator("second")
     status = world.wait(
         lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
     )
@@ -219,9 +209,7 @@ def test_operator_killed_mid_phase_resumes_without_repeating_or_skipping(world: 
 def test_invalid_references_are_reported_and_the_route_is_left_alone(world: World) -> None:
     world.apply(route("lonely", backends=("web-stable",)))
     before = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     missing_route = release("a")
     missing_route["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "nope"
     missing_backend = release("b")
@@ -246,9 +234,7 @@ def test_invalid_references_are_reported_and_the_route_is_left_alone(world: Worl
 
 def test_a_new_revision_mid_rollout_sends_the_canary_to_zero_then_starts_over(world: World) -> None:
     recorder = WeightRecorder(world)
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(release())
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, what="a checkpoint of v1")
     changed_at = time.time()
@@ -261,9 +247,9 @@ def test_a_new_revision_mid_rollout_sends_the_canary_to_zero_then_starts_over(wo
 
 
 def test_two_replicas_only_one_acts_and_the_other_takes_over(world: World) -> None:
-    prometheus = ["--prometheus", world.stack.prometheus_url, "--peering-lifetime", "3"]
-    leader = world.stack.start_operator("leader", "--priority", "200", *prometheus)
-    follower = world.stack.start_operator("follower", "--priority", "100", *prometheus)
+    peering = ("--peering-lifetime", "3")
+    leader = world.start_operator("leader", "--priority", "200", *peering)
+    follower = world.start_operator("follower", "--priority", "100", *peering)
     spec = release()["spec"]
     spec["phases"][0]["duration"], spec["phases"][0]["checkpoints"] = "12s", ["4s", "8s", "12s"]
     world.apply(release(**spec))
@@ -290,9 +276,7 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(world: World) -> No
 
 
 def test_a_weight_changed_by_someone_else_is_put_back_with_an_event(world: World) -> None:
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
     route_path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/web"
@@ -334,9 +318,7 @@ def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(
     world: World,
 ) -> None:
     world.apply(deployment("web-stable", "web:1"), deployment("web-canary", "web:2"))
-    world.stack.start_operator(
-        "operator", "--standalone", "--prometheus", world.stack.prometheus_url
-    )
+    world.start_operator()
     world.apply(
         release(
             stable={"service": "web-stable", "deployment": "web-stable"},

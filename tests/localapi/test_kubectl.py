@@ -20,6 +20,22 @@ def kc(local_api: LocalAPI) -> Path:
     return local_api.kubeconfig_path
 
 
+def patch_status(kc: Path, status: str) -> None:
+    """What the operator would write, merged into the reference release's status."""
+    kubectl(
+        kc,
+        "patch",
+        "prollout",
+        "cohort-analyzer",
+        "-n",
+        "learning",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    )
+
+
 def test_kubectl_applies_the_crds_and_the_reference_release(kc: Path) -> None:
     applied = kubectl(kc, "apply", "-f", str(REFERENCE))
     assert "progressiverollout.phasegate.dev/cohort-analyzer created" in applied.stdout
@@ -49,18 +65,7 @@ def test_kubectl_get_rollouts_shows_the_printer_columns(kc: Path) -> None:
             }
         }
     )
-    kubectl(
-        kc,
-        "patch",
-        "prollout",
-        "cohort-analyzer",
-        "-n",
-        "learning",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        status,
-    )
+    patch_status(kc, status)
     out = kubectl(kc, "get", "rollouts", "-A").stdout.splitlines()
     assert out[0].split() == ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "STATE", "CHECKPOINTS", "AGE"]
     assert out[1].split()[:6] == ["learning", "cohort-analyzer", "ramp", "10", "Progressing", "3/6"]
@@ -89,18 +94,7 @@ def test_kubectl_get_watch_streams_changes(kc: Path) -> None:
         assert watch.stdout is not None
         assert watch.stdout.readline().split()[0] == "NAME"
         assert watch.stdout.readline().split()[0] == "cohort-analyzer"
-        kubectl(
-            kc,
-            "patch",
-            "prollout",
-            "cohort-analyzer",
-            "-n",
-            "learning",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            '{"status":{"state":"Holding","canaryWeight":5}}',
-        )
+        patch_status(kc, '{"status":{"state":"Holding","canaryWeight":5}}')
         line = watch.stdout.readline().split()
         assert line[0] == "cohort-analyzer" and "Holding" in line and "5" in line
     finally:

@@ -131,6 +131,11 @@ class World:
             f"status: {status.get('state')} {status.get('message')}"
         )
 
+    def start_operator(self, name: str = "operator", *extra: str) -> Any:
+        """An operator process; standalone unless ``extra`` asks for peering."""
+        flags = extra or ("--standalone",)
+        return self.stack.start_operator(name, *flags, "--prometheus", self.stack.prometheus_url)
+
     def control(self, action: str, name: str = "web", **fields: str) -> None:
         from phasegate.api import controls
 
