@@ -503,3 +503,19 @@ def test_old_checkpoints_drop_details_to_keep_status_small() -> None:
     assert len(sim.status.checkpoints) == 100
     assert len(detailed) == 50
     assert sim.status.checkpoints[-1].results is not None
+
+
+def test_a_sustained_breach_rolls_back_even_while_other_queries_fail() -> None:
+    sim = good_sim(breachRollbackAfter="3m")
+
+    def latency_bad_errors_down(request: QueryRequest, now: object) -> Measurement:
+        if request.metric == "latency":
+            return Measurement.value(request.query, 0.5)
+        return Measurement(request.query, Outcome.UNAVAILABLE, message="refused")
+
+    sim.metrics = latency_bad_errors_down
+    sim.step()
+    sim.advance(timedelta(minutes=5))
+    result = sim.step()
+    assert sim.status.state is State.ROLLED_BACK and result.weight == 0
+    assert sim.status.decision.evidence[0].rule == "successCriteria[1]"  # type: ignore[union-attr]

@@ -184,7 +184,8 @@ class _Machine:
             return  # nothing was measured for a phase that had not started
         if cp is not None and cp.started_at is not None:
             self.judge_rules(self.spec.phases[cp.index])
-            if self.check_metrics() or self.check_rollback():
+            # A sustained breach rolls back even when other queries fail: rollback comes first.
+            if self.check_rollback() or self.check_metrics():
                 return
         if s.state is State.PROGRESSING and cp is not None:
             if self.check_hold():
