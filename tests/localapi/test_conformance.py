@@ -488,6 +488,25 @@ def test_deployments_have_a_scale_subresource(kube: Kube) -> None:
     assert typed.read_namespaced_deployment("d", "default").spec.replicas == 3
 
 
+def test_service_accounts_issue_tokens_through_token_requests(kube: Kube) -> None:
+    accounts = "/api/v1/namespaces/default/serviceaccounts"
+    core = kubernetes.client.CoreV1Api(kube.api)
+    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    status, _ = kube.request("POST", f"{accounts}/op/token", request)
+    assert status == 404, "no token for a ServiceAccount that does not exist"
+
+    kube.ok("POST", accounts, {"metadata": {"name": "op"}})
+    # This client sends no Content-Type here; the apiserver then reads JSON.
+    issued = core.create_namespaced_service_account_token("op", "default", request)
+    assert issued.status.token and issued.status.expiration_timestamp
+    status, body = kube.request("POST", f"{accounts}/op/token", {"spec": {"expirationSeconds": 60}})
+    assert status == 422 and "expirationSeconds" in body["message"]
+    listed = kube.ok("GET", "/api/v1")["resources"]
+    assert {"name": "serviceaccounts/token", "verbs": ["create"]}.items() <= next(
+        r for r in listed if r["name"] == "serviceaccounts/token"
+    ).items()
+
+
 def test_the_traffic_providers_crds_register_and_serve_their_objects(kube: Kube) -> None:
     for doc in yaml.safe_load_all(PROVIDER_CRDS.read_text()):
         kube.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)

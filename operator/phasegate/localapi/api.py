@@ -200,6 +200,10 @@ class KubernetesAPI:
                 return self._delete_collection(request, target)
             raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
         self._check_namespace(target)
+        if target.subresource == "token":
+            if method != "POST":
+                raise APIError(405, "MethodNotAllowed", f"{method} is not supported on a token")
+            return respond(self._token(target, await self._body(request)), 201)
         if method == "GET":
             obj = self._existing(target)
             if target.subresource == "scale":
@@ -226,8 +230,10 @@ class KubernetesAPI:
 
     @staticmethod
     def _subresources(resource: Resource) -> set[str]:
-        return ({"status"} if resource.status_subresource else set()) | (
-            {"scale"} if resource.scale_subresource else set()
+        return (
+            ({"status"} if resource.status_subresource else set())
+            | ({"scale"} if resource.scale_subresource else set())
+            | ({"token"} if resource.token_subresource else set())
         )
 
     # ---- discovery ---------------------------------------------------------------------------
@@ -454,6 +460,28 @@ class KubernetesAPI:
         line = json.dumps({"type": type_, "object": obj}, separators=(",", ":")) + "\n"
         await response.write(line.encode())
 
+    def _token(self, target: Target, body: Any) -> Obj:
+        """A TokenRequest for an existing ServiceAccount. The local API has no authentication:
+        the token is well formed and accepted, never checked."""
+        self._existing(target)
+        spec = dict((body or {}).get("spec") or {})
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise APIError(
+                422, "Invalid", "spec.expirationSeconds: may not specify a duration less than 10m"
+            )
+        expires = datetime.fromtimestamp(datetime.now(UTC).timestamp() + seconds, UTC)
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": target.name, "namespace": target.namespace},
+            "spec": {**spec, "expirationSeconds": seconds},
+            "status": {
+                "token": f"local.{secrets.token_urlsafe(24)}",
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
     def _scale(self, target: Target, obj: Obj) -> Obj:
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         selector = (spec.get("selector") or {}).get("matchLabels") or {}
@@ -475,7 +503,9 @@ class KubernetesAPI:
     # ---- writing -----------------------------------------------------------------------------
 
     async def _body(self, request: web.BaseRequest, yaml_ok: bool = False) -> Any:
-        if request.method in ("POST", "PUT") and request.content_type not in (
+        # Without a Content-Type the apiserver reads the first type it serves: JSON.
+        given = "Content-Type" in request.headers
+        if given and request.method in ("POST", "PUT") and request.content_type not in (
             JSON,
             "",
             "application/yaml",

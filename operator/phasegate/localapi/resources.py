@@ -22,6 +22,7 @@ class Resource:
     categories: list[str] = field(default_factory=list)
     status_subresource: bool = False
     scale_subresource: bool = False
+    token_subresource: bool = False  # ServiceAccount tokens (TokenRequest)
     schema: dict[str, Any] | None = None  # openAPIV3Schema; None: no validation
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
     has_generation: bool = True  # whether spec-like changes bump metadata.generation
@@ -73,6 +74,18 @@ class Resource:
                     "verbs": ["get", "patch", "update"],
                 }
             )
+        if self.token_subresource:
+            entries.append(
+                {
+                    "name": f"{self.plural}/token",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "group": "authentication.k8s.io",
+                    "version": "v1",
+                    "kind": "TokenRequest",
+                    "verbs": ["create"],
+                }
+            )
         return entries
 
 
@@ -113,7 +126,13 @@ def builtin_resources() -> list[Resource]:
             has_generation=False,
         ),
         Resource(
-            "", "v1", "serviceaccounts", "ServiceAccount", short_names=["sa"], has_generation=False
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            short_names=["sa"],
+            has_generation=False,
+            token_subresource=True,
         ),
         Resource(
             "apps",
