@@ -69,10 +69,8 @@ kind-up: image ## kind cluster + Gateway API CRDs + phasegate's chart (needs Doc
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
 	  --set image.pullPolicy=Never --wait
 
-e2e-kind: ## smoke test on the kind cluster: the operator takes the minimal example in hand
-	kubectl apply -f manifests/examples/minimal.yaml
-	kubectl wait --for=jsonpath='{.status.observedGeneration}'=1 prollout/web -n web --timeout=120s
-	kubectl get rollouts -A
+e2e-kind: install prometheus ## the end-to-end scenarios of tests/integration against the kind cluster
+	scripts/e2e-kind $(KIND_CLUSTER) $(IMAGE)
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)

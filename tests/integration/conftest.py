@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from phasegate.demo.stack import stack
-from support.world import World, start_world
+from support.world import Cluster, World, start_world
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -19,5 +19,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
+    """The local stack, or with ``PHASEGATE_E2E_KUBECONFIG`` that cluster as its API."""
     with stack(tmp_path) as running:
-        yield start_world(running)
+        world = start_world(running, Cluster.from_environment())
+        yield world
+        world.clean_up()

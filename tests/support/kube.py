@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ class Kube:
         self.kubeconfig = kubeconfig
         self.api = kubernetes.config.new_client_from_config(str(kubeconfig))
 
-    def _send(
+    def _open(
         self,
         method: str,
         path: str,
@@ -40,9 +41,7 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(method, url, header_params=headers, body=body)
-        response.read()
-        return response
+        return self.api.call_api(method, url, header_params=headers, body=body)
 
     def request(
         self,
@@ -55,7 +54,8 @@ class Kube:
         query: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         headers = {"Content-Type": content_type, "Accept": accept}
-        response = self._send(method, path, body, list((query or {}).items()), headers)
+        response = self._open(method, path, body, list((query or {}).items()), headers)
+        response.read()
         return response.status, json.loads(response.data or b"null")
 
     def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
@@ -67,10 +67,23 @@ class Kube:
         self, path: str, query: dict[str, str], accept: str = "application/json"
     ) -> list[dict[str, Any]]:
         """Read a watch until the server ends it (pass ``timeoutSeconds``)."""
-        response = self._send(
+        response = self._open(
             "GET", path, None, [("watch", "true"), *query.items()], {"Accept": accept}
         )
+        response.read()
         return [json.loads(line) for line in response.data.splitlines() if line.strip()]
+
+    def watch(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """The events of a watch as the server sends them, until it ends the watch."""
+        response = self._open(
+            "GET", path, None, [("watch", "true"), *query.items()], {"Accept": "application/json"}
+        )
+        try:
+            for line in response.response:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.response.release_conn()
 
     def apply_file(self, path: Path) -> None:
         kubectl(self.kubeconfig, "apply", "-f", str(path))

@@ -1,21 +1,30 @@
-"""Helpers for the integration tests: a small release, its route, and readers of the stack."""
+"""Helpers for the integration tests: a small release, its route, and readers of the stack.
+
+The scenarios run on the local stack (local API, services, Prometheus, load and operators as
+processes), or, with ``PHASEGATE_E2E_KUBECONFIG``, with an existing cluster as the Kubernetes
+API (``make e2e-kind``): each test then gets its own namespace and peering, removed after it.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import secrets
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import kubernetes
 import yaml
 
-from phasegate.demo.stack import Stack
-from support.kube import Kube
+from phasegate.demo.stack import ROOT, Process, Stack
+from support.kube import Kube, kubectl
 
-NS = "it"
+PROVIDER_CRDS = ROOT / "manifests/local/provider-crds.yaml"
+GATEWAY_CRD = "httproutes.gateway.networking.k8s.io"
 
 
 def release(name: str = "web", revision: str = "v1", **changes: Any) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def release(name: str = "web", revision: str = "v1", **changes: Any) -> dict[str
     return {
         "apiVersion": "phasegate.dev/v1alpha1",
         "kind": "ProgressiveRollout",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name},
         "spec": spec,
     }
 
@@ -79,37 +88,91 @@ def route(
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name},
         "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": refs}]},
     }
 
 
-class World:
-    """The running stack, with the readers a test needs."""
+@dataclass(frozen=True)
+class Cluster:
+    """An existing cluster standing in for the local API (``make e2e-kind``)."""
 
-    def __init__(self, running: Stack) -> None:
+    kubeconfig: Path
+    service_account: str | None  # "namespace/name": the operator runs with its token
+    image: str | None  # serves `phasegate demo-service`, for the scenarios' Deployments
+
+    @classmethod
+    def from_environment(cls) -> Cluster | None:
+        path = os.environ.get("PHASEGATE_E2E_KUBECONFIG")
+        if not path:
+            return None
+        return cls(
+            Path(path),
+            os.environ.get("PHASEGATE_E2E_SERVICE_ACCOUNT") or None,
+            os.environ.get("PHASEGATE_E2E_IMAGE") or None,
+        )
+
+
+def attach(running: Stack, cluster: Cluster) -> None:
+    """Use ``cluster`` as the stack's Kubernetes API: this checkout's CRDs, the Gateway API's
+    when missing, and the operator's credentials when a ServiceAccount is named."""
+    flat = kubectl(cluster.kubeconfig, "config", "view", "--raw", "--minify", "--flatten")
+    running.kubeconfig.write_text(flat.stdout)
+    running.kubectl("get", "--raw", "/readyz")
+    running.kubectl("apply", "-f", str(ROOT / "crds"))
+    if running.kubectl("get", "crd", GATEWAY_CRD, check=False).returncode != 0:
+        running.kubectl("apply", "-f", str(PROVIDER_CRDS))
+    if cluster.service_account:
+        running.operator_kubeconfig = service_account_kubeconfig(running, cluster.service_account)
+
+
+def service_account_kubeconfig(running: Stack, account: str) -> Path:
+    """A kubeconfig for the same cluster that authenticates with a token of ``account``: the
+    operator then has exactly the rights the chart's RBAC gives it."""
+    namespace, name = account.split("/")
+    api = kubernetes.client.CoreV1Api(
+        kubernetes.config.new_client_from_config(str(running.kubeconfig))
+    )
+    request = {"spec": {"expirationSeconds": 2 * 3600}}
+    token = api.create_namespaced_service_account_token(name, namespace, request).status.token
+    config = yaml.safe_load(running.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = account
+    path = running.workdir / "operator-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class World:
+    """The running stack, the test's namespace and peering, and the readers a test needs."""
+
+    def __init__(self, running: Stack, cluster: Cluster | None = None) -> None:
         self.stack = running
+        self.cluster = cluster
         self.kube = Kube(running.kubeconfig)
+        self.ns = f"it-{secrets.token_hex(3)}"
+        self.peering = f"phasegate-{self.ns}"
+        self.operators: list[Process] = []
 
     def apply(self, *objects: dict[str, Any]) -> None:
-        self.stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+        self.stack.kubectl("apply", "-n", self.ns, "-f", "-", stdin=yaml.safe_dump_all(objects))
 
     def rollout(self, name: str = "web") -> dict[str, Any]:
-        return self.kube.ok(
-            "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{NS}/progressiverollouts/{name}"
-        )  # type: ignore[no-any-return]
+        return self.kube.ok(  # type: ignore[no-any-return]
+            "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{self.ns}/progressiverollouts/{name}"
+        )
 
     def status(self, name: str = "web") -> dict[str, Any]:
         return self.rollout(name).get("status") or {}
 
+    def route_path(self, name: str = "web") -> str:
+        return f"/apis/gateway.networking.k8s.io/v1/namespaces/{self.ns}/httproutes/{name}"
+
     def route(self, name: str = "web") -> dict[str, Any]:
-        return self.kube.ok(
-            "GET", f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{name}"
-        )  # type: ignore[no-any-return]
+        return self.kube.ok("GET", self.route_path(name))  # type: ignore[no-any-return]
 
     def canary_weight(self, name: str = "web") -> int:
-        refs = self.route(name)["spec"]["rules"][0]["backendRefs"]
-        return int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
+        return canary_weight(self.route(name))
 
     def wait(
         self,
@@ -131,32 +194,88 @@ class World:
             f"status: {status.get('state')} {status.get('message')}"
         )
 
-    def start_operator(self, name: str = "operator", *extra: str) -> Any:
-        """An operator process; standalone unless ``extra`` asks for peering."""
-        flags = extra or ("--standalone",)
-        return self.stack.start_operator(name, *flags, "--prometheus", self.stack.prometheus_url)
+    def start_operator(self, name: str = "operator", *extra: str) -> Process:
+        """An operator process; standalone unless ``extra`` asks for peering (the test's own)."""
+        flags = ("--peering", self.peering, *extra) if extra else ("--standalone",)
+        process = self.stack.start_operator(name, *flags, "--prometheus", self.stack.prometheus_url)
+        self.operators.append(process)
+        return process
 
     def control(self, action: str, name: str = "web", **fields: str) -> None:
         from phasegate.api import controls
 
         ((key, value),) = controls.annotation(action, **fields).items()  # type: ignore[arg-type]
-        self.stack.kubectl("annotate", "prollout", name, "-n", NS, f"{key}={value}")
+        self.stack.kubectl("annotate", "prollout", name, "-n", self.ns, f"{key}={value}")
+
+    def deployment(self, name: str, version: str) -> dict[str, Any]:
+        """A Deployment of the scenario: on a cluster its pods serve the demo service."""
+        labels = {"app": name}
+        container: dict[str, Any] = {
+            "name": "app",
+            "image": f"registry.local/web:{version}",
+            "env": [{"name": "VERSION", "value": version}],
+        }
+        if self.cluster and self.cluster.image:
+            container["image"] = self.cluster.image
+            container["args"] = ["demo-service", "--service", name, "--port", "8080"]
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        }
+
+    def clean_up(self) -> None:
+        """Stop the operators, then remove the test's namespace and peering. Finalizers are
+        taken off first: with no operator left, nothing else would."""
+        for operator in self.operators:
+            operator.stop()
+        rollouts = self.kube.ok(
+            "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{self.ns}/progressiverollouts"
+        )["items"]
+        for rollout in rollouts:
+            name = rollout["metadata"]["name"]
+            self.kube.ok(
+                "PATCH",
+                f"/apis/phasegate.dev/v1alpha1/namespaces/{self.ns}/progressiverollouts/{name}",
+                {"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json",
+            )
+        self.stack.kubectl("delete", "namespace", self.ns, "--wait=false")
+        self.stack.kubectl("delete", "clusterkopfpeering", self.peering, "--ignore-not-found")
 
 
-def start_world(running: Stack) -> World:
+def start_world(running: Stack, cluster: Cluster | None = None) -> World:
     """The stack the scenarios run on: API, stable and canary services, Prometheus scraping
-    them, namespace ``it`` with route ``web``, and 300 requests/s of load."""
-    running.start_api()
+    them, the test's namespace with route ``web`` and its peering, and 300 requests/s of load."""
+    if cluster is None:
+        running.start_api()
+    else:
+        attach(running, cluster)
     running.start_service("web-stable")
     running.start_service("web-canary")
     running.start_prometheus()
     running.prometheus_scrapes(["web-stable", "web-canary"])
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-    running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace))
-    world = World(running)
+    world = World(running, cluster)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": world.ns}}
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": world.peering},
+    }
+    running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, peering]))
     world.apply(route())
-    running.start_load(NS, "web", rate=300)
+    running.start_load(world.ns, "web", rate=300)
     return world
+
+
+def canary_weight(route: dict[str, Any]) -> int:
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    return int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
 
 
 class WeightRecorder:
@@ -167,34 +286,34 @@ class WeightRecorder:
 
     def __init__(self, world: World, name: str = "web") -> None:
         self.world, self.name = world, name
-        self.samples: list[tuple[float, int]] = [(time.time(), world.canary_weight(name))]
-        self._version = world.route(name)["metadata"]["resourceVersion"]
+        route = world.route(name)
+        self.samples: list[tuple[float, int]] = [(time.time(), canary_weight(route))]
+        self._version = route["metadata"]["resourceVersion"]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        base = (
-            f"http://127.0.0.1:{self.world.stack.api_port}/apis/gateway.networking.k8s.io/v1"
-            f"/namespaces/{NS}/httproutes?watch=true&fieldSelector=metadata.name%3D{self.name}"
-            "&timeoutSeconds=1"
-        )
+        collection = self.world.route_path(self.name).rsplit("/", 1)[0]
+        query = {"fieldSelector": f"metadata.name={self.name}", "timeoutSeconds": "1"}
         while not self._stop.is_set():
             try:
-                with urllib.request.urlopen(
-                    f"{base}&resourceVersion={self._version}", timeout=5
-                ) as stream:
-                    for line in stream:
-                        self._record(json.loads(line))
-            except (OSError, ValueError):
+                for event in self.world.kube.watch(
+                    collection, {**query, "resourceVersion": self._version}
+                ):
+                    self._record(event)
+            except (OSError, ValueError, kubernetes.client.ApiException):
                 time.sleep(0.1)
 
     def _record(self, event: dict[str, Any]) -> None:
-        self._version = event["object"]["metadata"]["resourceVersion"]
-        refs = event["object"]["spec"]["rules"][0]["backendRefs"]
-        weight = int(next(r for r in refs if r["name"].endswith("canary"))["weight"])
-        if weight != self.samples[-1][1]:
-            self.samples.append((time.time(), weight))
+        route = event["object"]
+        if event["type"] == "ERROR":  # e.g. 410 Gone: start again from the current object
+            route = self.world.route(self.name)
+        self._version = route["metadata"]["resourceVersion"]
+        if event["type"] != "BOOKMARK":
+            weight = canary_weight(route)
+            if weight != self.samples[-1][1]:
+                self.samples.append((time.time(), weight))
 
     def stop(self) -> list[tuple[float, int]]:
         self._stop.set()

@@ -97,6 +97,8 @@ class Stack:
     api_port: int = 0
     prometheus_port: int = 0
     service_ports: dict[str, int] = field(default_factory=dict)
+    # The operator's own credentials (e.g. a ServiceAccount's); None: the same as everyone's.
+    operator_kubeconfig: Path | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -109,14 +111,17 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
 
-    def start(self, name: str, args: list[str]) -> Process:
+    def start(self, name: str, args: list[str], kubeconfig: Path | None = None) -> Process:
         log = self.workdir / f"{name}.log"
+        env = self.env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self.env(),
+                env=env,
                 cwd=self.workdir,
                 start_new_session=True,
             )
@@ -124,8 +129,8 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def phasegate(self, name: str, *args: str) -> Process:
-        return self.start(name, [sys.executable, "-m", "phasegate.cli.main", *args])
+    def phasegate(self, name: str, *args: str, kubeconfig: Path | None = None) -> Process:
+        return self.start(name, [sys.executable, "-m", "phasegate.cli.main", *args], kubeconfig)
 
     # ---- the pieces -----------------------------------------------------------------------
 
@@ -232,6 +237,7 @@ class Stack:
             "--metrics-port",
             str(metrics),
             *extra,
+            kubeconfig=self.operator_kubeconfig,
         )
         wait_until(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1),

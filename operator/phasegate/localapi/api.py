@@ -505,11 +505,8 @@ class KubernetesAPI:
     async def _body(self, request: web.BaseRequest, yaml_ok: bool = False) -> Any:
         # Without a Content-Type the apiserver reads the first type it serves: JSON.
         given = "Content-Type" in request.headers
-        if given and request.method in ("POST", "PUT") and request.content_type not in (
-            JSON,
-            "",
-            "application/yaml",
-        ):
+        readable = (JSON, "", "application/yaml")
+        if given and request.method in ("POST", "PUT") and request.content_type not in readable:
             # Protobuf is not spoken here; client-go then falls back to JSON, as with CRDs.
             raise APIError(
                 415,
