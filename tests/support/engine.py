@@ -117,6 +117,7 @@ class Sim:
     status: RolloutStatus = field(default_factory=RolloutStatus)
     route: int = 0
     promotion_done: bool = False
+    canary_scaled_down: bool = False
     history: list[Evaluation] = field(default_factory=list)
     namespace: str = "learning"
     _ids: int = 0
@@ -127,6 +128,7 @@ class Sim:
             measurements={r.key: self.metrics(r, self.now) for r in requests},
             route_weight=self.route,
             promotion_done=self.promotion_done,
+            canary_scaled_down=self.canary_scaled_down,
             controls=tuple(controls),
         )
 

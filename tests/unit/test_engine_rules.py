@@ -325,9 +325,16 @@ def test_completion_with_deployment_promotes_then_returns_traffic_to_stable() ->
     sim.promotion_done = True
     sim.step()
     assert sim.route == 0
+    for _ in range(2):  # asked again on every evaluation until seen done: a failure is retried
+        asking = sim.step()
+        assert asking.workload is WorkloadAction.SCALE_DOWN_CANARY
+        assert (
+            sim.status.state is State.PROMOTING and "scaling the canary down" in sim.status.message
+        )
+    sim.canary_scaled_down = True
     final = sim.step()
-    assert sim.status.state is State.SUCCEEDED
-    assert final.workload is WorkloadAction.SCALE_DOWN_CANARY
+    assert sim.status.state is State.SUCCEEDED and final.workload is None
+    assert final.status.decision is not None and final.status.decision.action.value == "Complete"
 
 
 def test_approval_gate_waits_for_every_group() -> None:

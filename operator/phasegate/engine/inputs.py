@@ -92,5 +92,6 @@ class Observations:
     route_weight: int | None = None  # canary weight read back from the route
     route_error: str | None = None  # the route or a backend is missing or unreadable
     promotion_done: bool = False  # the stable Deployment runs the canary's template, ready
+    canary_scaled_down: bool = False  # the canary Deployment asks for 0 replicas (or is gone)
     controls: tuple[Control, ...] = ()
     taken_at: datetime | None = None

@@ -435,17 +435,24 @@ class _Machine:
         self.event("Normal", "Succeeded", s.message)
 
     def promoting(self) -> None:
+        """Stable takes the canary's template, traffic returns to stable, the canary scales
+        down; each step is asked again until it is seen done, so a failed call is retried."""
         s = self.s
         self.workload = WorkloadAction.PROMOTE
         if not self.obs.promotion_done:
             return
         s.desired_weight = 0
-        if s.canary_weight == 0:
-            s.state = State.SUCCEEDED
-            s.message = "promoted: stable runs the new revision with 100% of traffic"
+        if s.canary_weight != 0:
+            return
+        if not self.obs.canary_scaled_down:
             self.workload = WorkloadAction.SCALE_DOWN_CANARY
-            self.decide(Action.COMPLETE, s.message, [])
-            self.event("Normal", "Succeeded", s.message)
+            s.message = "promoted: stable has 100% of traffic; scaling the canary down"
+            return
+        self.workload = None
+        s.state = State.SUCCEEDED
+        s.message = "promoted: stable runs the new revision with 100% of traffic"
+        self.decide(Action.COMPLETE, s.message, [])
+        self.event("Normal", "Succeeded", s.message)
 
     def hold(
         self, why: HoldReason, reason: str, evidence: list[CriterionResult], *, lower_weight: bool

@@ -7,7 +7,6 @@ Everything that touches the network is here, around the pure engine. Blocking cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -167,7 +166,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
 
     requests = queries_needed(spec, status, namespace)
     measurements = await _measure(ctx, spec, namespace, requests)
-    promotion_done = False
+    promotion_done = canary_scaled_down = False
     if status.state is State.PROMOTING and spec.stable.deployment and spec.canary.deployment:
         try:
             promotion_done = await asyncio.to_thread(
@@ -177,6 +176,10 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
                 spec.stable.deployment,
                 spec.canary.deployment,
             )
+            if promotion_done:
+                canary_scaled_down = await asyncio.to_thread(
+                    workloads.scaled_down, ctx.kube, namespace, spec.canary.deployment
+                )
         except NotFound as error:
             route_error = f"Deployment not found while promoting: {error}"
 
@@ -185,6 +188,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         route_weight=route_weight,
         route_error=route_error,
         promotion_done=promotion_done,
+        canary_scaled_down=canary_scaled_down,
         controls=tuple(controls),
         taken_at=now,
     )
@@ -210,10 +214,16 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
             bound.info("route write will be retried", error=str(error))
             next_evaluation = min(next_evaluation, timedelta(seconds=1))
     if evaluation.workload is WorkloadAction.SCALE_DOWN_CANARY and spec.canary.deployment:
-        with contextlib.suppress(NotFound):
+        try:
             await asyncio.to_thread(
                 workloads.scale_down, ctx.kube, namespace, spec.canary.deployment
             )
+            next_evaluation = timedelta(0)  # see it scaled down, then succeed
+        except NotFound:
+            next_evaluation = timedelta(0)  # gone: nothing left to scale down
+        except Exception as error:  # the engine asks again on the next tick
+            bound.info("canary scale-down will be retried", error=str(error))
+            next_evaluation = min(next_evaluation, timedelta(seconds=1))
 
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}

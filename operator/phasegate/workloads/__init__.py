@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from phasegate.kube import Kube, translated
+from phasegate.kube import Kube, NotFound, translated
 
 
 def _read(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -36,6 +36,14 @@ def promote(kube: Kube, namespace: str, stable: str, canary: str) -> bool:
         and status.get("updatedReplicas", 0) == replicas
         and status.get("readyReplicas", 0) == replicas
     )
+
+
+def scaled_down(kube: Kube, namespace: str, name: str) -> bool:
+    """Whether the Deployment asks for no replicas; one that is gone counts as scaled down."""
+    try:
+        return int(_read(kube, namespace, name)["spec"].get("replicas", 1)) == 0
+    except NotFound:
+        return True
 
 
 def scale_down(kube: Kube, namespace: str, name: str) -> None:
