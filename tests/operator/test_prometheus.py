@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from aiohttp import web
 
-from phasegate.demo.stack import Stack, stack
+from phasegate.demo.stack import Stack, free_port, prometheus_binary, stack, wait_until
 from phasegate.engine import Outcome, QueryRequest
 from phasegate.metrics import Prometheus, PrometheusSettings
 
@@ -136,3 +138,76 @@ def test_credentials_are_sent(tmp_path: Path, settings: dict[str, str], header: 
         loop.run_until_complete(runner.cleanup())
         loop.close()
     assert seen == [header]
+
+
+def certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    extensions = directory / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    commands = f"""
+        req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout {ca_key} -out {ca}
+        req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {csr}
+        x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1 -out {cert}
+            -extfile {extensions}
+    """
+    for command in commands.replace("\n            -", " -").strip().splitlines():
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Prometheus serving HTTPS with a certificate of a private CA: (address, CA PEM)."""
+    workdir = tmp_path_factory.mktemp("tls")
+    ca, cert, key = certificates(workdir)
+    web_config = workdir / "web.yml"
+    web_config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    (workdir / "prometheus.yml").write_text("global: {scrape_interval: 1s}\n")
+    port = free_port()
+    address = f"https://127.0.0.1:{port}"
+    with stack(workdir) as running:
+        running.start(
+            "prometheus",
+            [
+                prometheus_binary(),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.config.file={web_config}",
+            ],
+        )
+        wait_until(
+            lambda: requests.get(f"{address}/-/ready", verify=str(ca), timeout=1).ok,
+            30,
+            "Prometheus over TLS",
+        )
+        yield address, ca.read_text()
+
+
+def test_tls_is_verified_with_the_given_ca(tls_prometheus: tuple[str, str]) -> None:
+    address, ca = tls_prometheus
+    provider = Prometheus(PrometheusSettings(address=address, ca_pem=ca, timeout=2.0))
+    answer = provider.measure(QueryRequest("m", "canary", "vector(0.5)"))
+    assert answer.outcome is Outcome.VALUE and answer.series == {"": 0.5}
+
+
+def test_an_unknown_certificate_is_unavailable_with_the_reason(
+    tls_prometheus: tuple[str, str],
+) -> None:
+    address, _ = tls_prometheus
+    answer = Prometheus(PrometheusSettings(address=address, timeout=2.0)).measure(
+        QueryRequest("m", "canary", "vector(0.5)")
+    )
+    assert answer.outcome is Outcome.UNAVAILABLE
+    assert "certificate verify failed" in answer.message and "caSecret" in answer.message
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # as asked
+def test_insecure_skip_verify_accepts_any_certificate(tls_prometheus: tuple[str, str]) -> None:
+    address, _ = tls_prometheus
+    settings = PrometheusSettings(address=address, insecure_skip_verify=True, timeout=2.0)
+    answer = Prometheus(settings).measure(QueryRequest("m", "canary", "vector(0.5)"))
+    assert answer.outcome is Outcome.VALUE

@@ -77,6 +77,13 @@ class Prometheus:
                 Outcome.UNAVAILABLE,
                 message=f"timed out after {self.settings.timeout:g}s",
             )
+        except requests.exceptions.SSLError as error:
+            return Measurement(
+                request.query,
+                Outcome.UNAVAILABLE,
+                message=f"{self.settings.address}: TLS failed ({_tls_reason(error)}); give its "
+                "CA with spec.prometheus.caSecret (or set insecureSkipVerify)",
+            )
         except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             reason = type(error).__name__
             return Measurement(
@@ -147,3 +154,12 @@ def _http_error(query: str, text: str) -> Measurement:
     if code in (400, 422):
         return Measurement(query, Outcome.REJECTED, message=str(message))
     return Measurement(query, Outcome.UNAVAILABLE, message=f"HTTP {code}: {message}")
+
+
+def _tls_reason(error: Exception) -> str:
+    """The OpenSSL reason inside requests' nested SSLError, e.g. "certificate verify failed"."""
+    text = str(error)
+    for known in ("certificate verify failed", "wrong version number", "handshake failure"):
+        if known in text:
+            return known
+    return type(error).__name__
