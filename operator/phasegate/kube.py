@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
-from kubernetes.client import ApiClient, ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import (
+    ApiClient,
+    ApiException,
+    AppsV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    NetworkingV1Api,
+)
 
 from phasegate import GROUP, PLURAL, VERSION
 
@@ -19,6 +27,10 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """Someone else changed the object first (409); read it again and retry."""
+
+
+class Forbidden(PermissionError):
+    """RBAC refused the request (403); the message is the API's, naming the missing right."""
 
 
 @dataclass
@@ -45,6 +57,14 @@ class Kube:
     @property
     def apps(self) -> AppsV1Api:
         return AppsV1Api(self.api)
+
+    @property
+    def networking(self) -> NetworkingV1Api:
+        return NetworkingV1Api(self.api)
+
+    def plain(self, obj: Any) -> dict[str, Any]:
+        """A typed client object as the API's JSON."""
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
 
     def get_custom(
         self, group: str, version: str, plural: str, namespace: str, name: str
@@ -129,4 +149,14 @@ def translated() -> Iterator[None]:
             raise NotFound(str(error.reason)) from error
         if error.status == 409:
             raise Conflict(str(error.reason)) from error
+        if error.status == 403:
+            raise Forbidden(_message(error)) from error
         raise
+
+
+def _message(error: ApiException) -> str:
+    """The ``message`` of the API's Status answer, else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(error.reason)

@@ -5,29 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import kubernetes
 import pytest
-import yaml
 
 from phasegate.kube import Kube as Clients
-from phasegate.localapi import LocalAPI
 from phasegate.traffic import RouteError
-from phasegate.traffic.gatewayapi import ORIGINAL, GatewayAPIRouter
-from support.kube import PROVIDER_CRDS, Kube
+from phasegate.traffic.gatewayapi import GatewayAPIRouter
+from phasegate.traffic.weighted import ORIGINAL
+from support.kube import Kube
 
 ROUTES = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes"
 
 
-@pytest.fixture
-def kube(local_api: LocalAPI) -> Kube:
-    kube = Kube(local_api.kubeconfig_path)
-    for doc in yaml.safe_load_all(PROVIDER_CRDS.read_text()):
-        kube.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-    return kube
-
-
 def router(kube: Kube, route: str = "web") -> GatewayAPIRouter:
-    import kubernetes
-
     clients = Clients(kubernetes.config.new_client_from_config(str(kube.kubeconfig)))
     return GatewayAPIRouter(clients, "default", route, "web-stable", "web-canary")
 

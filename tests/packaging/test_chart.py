@@ -121,6 +121,26 @@ def test_cluster_rbac_grants_only_what_the_operator_touches() -> None:
     assert not any(r == "secrets" for _, r, _ in granted), "no Secret access unless named"
 
 
+def test_each_traffic_provider_adds_the_rights_on_its_own_objects_only() -> None:
+    everything = {"rbac": {"trafficProviders": ["gatewayAPI", "istio", "smi", "nginx"]}}
+    added = grants(rules(render(everything), "ClusterRole")) - grants(
+        rules(render({}), "ClusterRole")
+    )
+    assert added == {
+        ("networking.istio.io", "virtualservices", "get"),
+        ("networking.istio.io", "virtualservices", "patch"),
+        ("split.smi-spec.io", "trafficsplits", "get"),
+        ("split.smi-spec.io", "trafficsplits", "patch"),
+        ("networking.k8s.io", "ingresses", "get"),
+        ("networking.k8s.io", "ingresses", "create"),
+        ("networking.k8s.io", "ingresses", "patch"),
+        ("networking.k8s.io", "ingresses", "delete"),
+    }
+    istio_only = grants(rules(render({"rbac": {"trafficProviders": ["istio"]}}), "ClusterRole"))
+    assert ("networking.istio.io", "virtualservices", "patch") in istio_only
+    assert not any(group == "gateway.networking.k8s.io" for group, _, _ in istio_only)
+
+
 def test_secrets_are_readable_only_by_name() -> None:
     secret_rules = [
         r
@@ -179,6 +199,7 @@ def test_the_service_monitor_is_optional() -> None:
         ({"prometheus": {"address": "prometheus:9090"}}, "/prometheus/address"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
         ({"replica": 2}, "replica"),
+        ({"rbac": {"trafficProviders": ["linkerd"]}}, "/rbac/trafficProviders/0"),
     ],
 )
 def test_bad_values_fail_at_install(values: dict[str, Any], words: str) -> None:

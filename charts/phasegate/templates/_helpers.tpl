@@ -37,10 +37,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [phasegate.dev]
   resources: [progressiverollouts/status]
   verbs: [patch]
-# The routes whose weights the operator sets and reads back.
+# The traffic objects whose weights the operator sets and reads back, per provider enabled.
+{{- $providers := .Values.rbac.trafficProviders }}
+{{- if has "gatewayAPI" $providers }}
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, patch]
+{{- end }}
+{{- if has "istio" $providers }}
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices]
+  verbs: [get, patch]
+{{- end }}
+{{- if has "smi" $providers }}
+- apiGroups: [split.smi-spec.io]
+  resources: [trafficsplits]
+  verbs: [get, patch]
+{{- end }}
+{{- if has "nginx" $providers }}
+# NGINX: the operator makes the canary Ingress beside the stable one and deletes it after;
+# Ingresses of other names are only read (the stable one), never changed.
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, create, patch, delete]
+{{- end }}
 # Promotion: the stable Deployment takes the canary's template; the canary scales down.
 - apiGroups: [apps]
   resources: [deployments]

@@ -34,7 +34,7 @@ from phasegate.engine import (
     invalid,
     queries_needed,
 )
-from phasegate.kube import Kube, NotFound
+from phasegate.kube import Forbidden, Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, Router, router_for
@@ -163,6 +163,8 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         route_weight = await asyncio.to_thread(router.read_weight)
     except RouteError as error:
         route_error = str(error)
+    except Forbidden as error:
+        route_error = f"{error}; grant it (chart value rbac.trafficProviders)"
 
     requests = queries_needed(spec, status, namespace)
     measurements = await _measure(ctx, spec, namespace, requests)
@@ -208,7 +210,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         try:
             await asyncio.to_thread(router.set_weight, evaluation.weight)
             next_evaluation = timedelta(0)  # read the weight back at once
-        except (RouteError, NotFound) as error:
+        except (RouteError, NotFound, Forbidden) as error:
             bound.warning("route write failed", error=str(error))
         except Exception as error:  # a conflict or a transient API error: the next tick retries
             bound.info("route write will be retried", error=str(error))

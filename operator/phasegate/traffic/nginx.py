@@ -1,0 +1,136 @@
+"""NGINX ingress: a canary Ingress beside the stable one.
+
+ingress-nginx splits traffic between an Ingress and a second one for the same hosts and paths
+annotated ``nginx.ingress.kubernetes.io/canary: "true"`` with a ``canary-weight``. phasegate
+creates that canary Ingress, ``<stableIngress>-canary``, from the stable Ingress (the paths
+that reach the stable Service, sent to the canary Service), sets its weight, and deletes it on
+restore. An Ingress of that name that phasegate did not create is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+from phasegate.kube import Kube, NotFound, translated
+from phasegate.traffic.router import RouteError
+
+CANARY = "nginx.ingress.kubernetes.io/canary"
+WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+CANARY_OF = "phasegate.dev/canary-of"
+
+
+class NginxRouter:
+    kind = "Ingress"
+
+    def __init__(
+        self, kube: Kube, namespace: str, stable_ingress: str, stable: str, canary: str
+    ) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.stable_ingress, self.stable, self.canary = stable_ingress, stable, canary
+        self.name = f"{stable_ingress[:246]}-canary"
+
+    def _read(self, name: str) -> dict[str, Any]:
+        with translated():
+            return self.kube.plain(
+                self.kube.networking.read_namespaced_ingress(name, self.namespace)
+            )
+
+    def _canary(self) -> dict[str, Any] | None:
+        """The canary Ingress when it exists; RouteError when it is not phasegate's."""
+        try:
+            ingress = self._read(self.name)
+        except NotFound:
+            return None
+        annotations = ingress["metadata"].get("annotations") or {}
+        if annotations.get(CANARY_OF) != self.stable_ingress:
+            raise RouteError(
+                f"Ingress {self.namespace}/{self.name} exists and was not made by phasegate; "
+                "rename or delete it"
+            )
+        return ingress
+
+    def _wanted(self, weight: int) -> dict[str, Any]:
+        """The canary Ingress made from the stable one."""
+        try:
+            stable = self._read(self.stable_ingress)
+        except NotFound:
+            raise RouteError(f"Ingress {self.namespace}/{self.stable_ingress} not found") from None
+        rules = []
+        for rule in (stable.get("spec") or {}).get("rules") or []:
+            paths = []
+            for path in (rule.get("http") or {}).get("paths") or []:
+                service = (path.get("backend") or {}).get("service") or {}
+                if service.get("name") == self.stable:
+                    path = copy.deepcopy(path)
+                    path["backend"]["service"]["name"] = self.canary
+                    paths.append(path)
+            if paths:
+                rules.append({**rule, "http": {"paths": paths}})
+        if not rules:
+            raise RouteError(
+                f"Ingress {self.namespace}/{self.stable_ingress} has no path to the stable "
+                f"Service {self.stable!r}"
+            )
+        spec: dict[str, Any] = {"rules": rules}
+        if (stable.get("spec") or {}).get("ingressClassName"):
+            spec["ingressClassName"] = stable["spec"]["ingressClassName"]
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "phasegate"},
+                "annotations": {
+                    CANARY: "true",
+                    WEIGHT: str(weight),
+                    CANARY_OF: self.stable_ingress,
+                },
+            },
+            "spec": spec,
+        }
+
+    def read_weight(self) -> int:
+        self._wanted(0)  # the stable Ingress must still lead to the stable Service
+        canary = self._canary()
+        annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
+        if annotations.get(CANARY) != "true":
+            return 0  # no canary Ingress (or not one nginx treats as such): no canary traffic
+        try:
+            return max(0, min(100, int(annotations.get(WEIGHT, "0"))))
+        except ValueError:
+            return 0
+
+    def set_weight(self, weight: int) -> None:
+        wanted = self._wanted(weight)
+        canary = self._canary()
+        if canary is None:
+            with translated():
+                self.kube.networking.create_namespaced_ingress(self.namespace, cast(Any, wanted))
+            return
+        annotations = {
+            **(canary["metadata"].get("annotations") or {}),
+            **wanted["metadata"]["annotations"],
+        }
+        version = canary["metadata"]["resourceVersion"]
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+            {"op": "replace", "path": "/spec", "value": wanted["spec"]},
+        ]
+        with translated():
+            self.kube.networking.patch_namespaced_ingress(
+                self.name, self.namespace, ops, _content_type="application/json-patch+json"
+            )
+
+    def restore(self) -> bool:
+        """Delete the canary Ingress: all traffic goes to the stable one again."""
+        try:
+            if self._canary() is None:
+                return False
+            with translated():
+                self.kube.networking.delete_namespaced_ingress(self.name, self.namespace)
+        except (RouteError, NotFound):
+            return False
+        return True
