@@ -67,7 +67,7 @@ kind-up: image ## kind cluster + Gateway API CRDs + phasegate's chart (needs Doc
 	kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.0/standard-install.yaml
 	helm upgrade --install phasegate charts/phasegate -n phasegate-system --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-	  --set image.pullPolicy=Never --wait
+	  --set image.pullPolicy=Never --set 'rbac.trafficProviders={gatewayAPI,istio,smi,nginx}' --wait
 
 e2e-kind: install prometheus ## the end-to-end scenarios of tests/integration against the kind cluster
 	scripts/e2e-kind $(KIND_CLUSTER) $(IMAGE)

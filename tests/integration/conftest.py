@@ -24,3 +24,13 @@ def world(tmp_path: Path) -> Iterator[World]:
         world = start_world(running, Cluster.from_environment())
         yield world
         world.clean_up()
+
+
+@pytest.fixture(params=["istio", "smi", "nginx"])
+def mesh_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The same, with the traffic split by an Istio VirtualService, an SMI TrafficSplit or
+    an NGINX canary Ingress instead of the HTTPRoute."""
+    with stack(tmp_path) as running:
+        world = start_world(running, Cluster.from_environment(), provider=request.param)
+        yield world
+        world.clean_up()

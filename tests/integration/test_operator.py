@@ -324,3 +324,37 @@ def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(
     assert world.canary_weight() == 0, "traffic back to the (now promoted) stable"
     canary = world.kube.ok("GET", f"{deployments}/web-canary")["spec"]
     assert canary["replicas"] == 0, "Succeeded only once the canary is scaled down"
+
+
+def test_each_traffic_provider_carries_a_release_through_and_is_put_back_on_delete(
+    mesh_world: World,
+) -> None:
+    world = mesh_world
+    original = world.kube.ok("GET", object_path(world))
+    world.start_operator()
+    world.apply(release(trafficRouting=world.routing))
+    status = world.wait(
+        lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
+    )
+    assert status["state"] == "Succeeded", status["message"]
+    assert [c["verdict"] for c in status["checkpoints"]] == ["Passed"] * 5
+    values = [r["value"] for c in status["checkpoints"] for r in c["results"]]
+    assert None not in values, "the canary got its share of traffic at every checkpoint"
+    assert world.router().read_weight() == 100
+
+    world.stack.kubectl("delete", "prollout", "web", "-n", world.ns, "--timeout=30s")
+    assert world.router().read_weight() == 0
+    if world.provider == "nginx":
+        status_code, _ = world.kube.request("GET", object_path(world, "web-canary"))
+        assert status_code == 404, "the canary Ingress goes with the rollout"
+    else:
+        assert world.kube.ok("GET", object_path(world))["spec"] == original["spec"]
+
+
+def object_path(world: World, name: str = "web") -> str:
+    api, plural = {
+        "istio": ("apis/networking.istio.io/v1", "virtualservices"),
+        "smi": ("apis/split.smi-spec.io/v1alpha4", "trafficsplits"),
+        "nginx": ("apis/networking.k8s.io/v1", "ingresses"),
+    }[world.provider]
+    return f"/{api}/namespaces/{world.ns}/{plural}/{name}"

@@ -20,11 +20,13 @@ from typing import Any
 import kubernetes
 import yaml
 
+from phasegate.api.spec import RolloutSpec
 from phasegate.demo.stack import ROOT, Process, Stack
+from phasegate.kube import Kube as Clients
+from phasegate.traffic import Router, router_for
 from support.kube import Kube, kubectl
 
 PROVIDER_CRDS = ROOT / "manifests/local/provider-crds.yaml"
-GATEWAY_CRD = "httproutes.gateway.networking.k8s.io"
 
 
 def release(name: str = "web", revision: str = "v1", **changes: Any) -> dict[str, Any]:
@@ -114,14 +116,16 @@ class Cluster:
 
 
 def attach(running: Stack, cluster: Cluster) -> None:
-    """Use ``cluster`` as the stack's Kubernetes API: this checkout's CRDs, the Gateway API's
-    when missing, and the operator's credentials when a ServiceAccount is named."""
+    """Use ``cluster`` as the stack's Kubernetes API: this checkout's CRDs, the traffic
+    providers' (minimal) CRDs where the cluster has none, and the operator's credentials when
+    a ServiceAccount is named."""
     flat = kubectl(cluster.kubeconfig, "config", "view", "--raw", "--minify", "--flatten")
     running.kubeconfig.write_text(flat.stdout)
     running.kubectl("get", "--raw", "/readyz")
     running.kubectl("apply", "-f", str(ROOT / "crds"))
-    if running.kubectl("get", "crd", GATEWAY_CRD, check=False).returncode != 0:
-        running.kubectl("apply", "-f", str(PROVIDER_CRDS))
+    for crd in yaml.safe_load_all(PROVIDER_CRDS.read_text()):
+        if running.kubectl("get", "crd", crd["metadata"]["name"], check=False).returncode:
+            running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
     if cluster.service_account:
         running.operator_kubeconfig = service_account_kubeconfig(running, cluster.service_account)
 
@@ -146,9 +150,13 @@ def service_account_kubeconfig(running: Stack, account: str) -> Path:
 class World:
     """The running stack, the test's namespace and peering, and the readers a test needs."""
 
-    def __init__(self, running: Stack, cluster: Cluster | None = None) -> None:
+    def __init__(
+        self, running: Stack, cluster: Cluster | None = None, provider: str = "gatewayAPI"
+    ) -> None:
         self.stack = running
         self.cluster = cluster
+        self.provider = provider
+        self.routing = ROUTING[provider]
         self.kube = Kube(running.kubeconfig)
         self.ns = f"it-{secrets.token_hex(3)}"
         self.peering = f"phasegate-{self.ns}"
@@ -173,6 +181,13 @@ class World:
 
     def canary_weight(self, name: str = "web") -> int:
         return canary_weight(self.route(name))
+
+    def router(self) -> Router:
+        """phasegate's own router for the world's traffic object ``web``."""
+        kube = Clients(kubernetes.config.new_client_from_config(str(self.stack.kubeconfig)))
+        return router_for(
+            RolloutSpec.model_validate(release(trafficRouting=self.routing)["spec"]), self.ns, kube
+        )
 
     def wait(
         self,
@@ -249,9 +264,60 @@ class World:
         self.stack.kubectl("delete", "clusterkopfpeering", self.peering, "--ignore-not-found")
 
 
-def start_world(running: Stack, cluster: Cluster | None = None) -> World:
+def traffic_object(provider: str) -> dict[str, Any]:
+    """The provider's object ``web``, all traffic on ``web-stable``, ``web-canary`` beside."""
+    if provider == "gatewayAPI":
+        return route()
+    if provider == "istio":
+
+        def to(host: str, weight: int) -> dict[str, Any]:
+            return {"destination": {"host": host, "port": {"number": 80}}, "weight": weight}
+
+        http = [{"name": "primary", "route": [to("web-stable", 100), to("web-canary", 0)]}]
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web.example"], "http": http},
+        }
+    if provider == "smi":
+        backends = [
+            {"service": "web-stable", "weight": 100},
+            {"service": "web-canary", "weight": 0},
+        ]
+        return {
+            "apiVersion": "split.smi-spec.io/v1alpha4",
+            "kind": "TrafficSplit",
+            "metadata": {"name": "web"},
+            "spec": {"service": "web", "backends": backends},
+        }
+    backend = {"service": {"name": "web-stable", "port": {"number": 80}}}
+    paths = [{"path": "/", "pathType": "Prefix", "backend": backend}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web"},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "web.example", "http": {"paths": paths}}],
+        },
+    }
+
+
+ROUTING = {
+    "gatewayAPI": {"gatewayAPI": {"httpRoute": "web"}},
+    "istio": {"istio": {"virtualService": "web"}},
+    "smi": {"smi": {"trafficSplit": "web"}},
+    "nginx": {"nginx": {"stableIngress": "web"}},
+}
+
+
+def start_world(
+    running: Stack, cluster: Cluster | None = None, provider: str = "gatewayAPI"
+) -> World:
     """The stack the scenarios run on: API, stable and canary services, Prometheus scraping
-    them, the test's namespace with route ``web`` and its peering, and 300 requests/s of load."""
+    them, the test's namespace with the ``provider``'s object ``web`` and the test's peering,
+    and 300 requests/s of load split as that object says."""
     if cluster is None:
         running.start_api()
     else:
@@ -260,7 +326,7 @@ def start_world(running: Stack, cluster: Cluster | None = None) -> World:
     running.start_service("web-canary")
     running.start_prometheus()
     running.prometheus_scrapes(["web-stable", "web-canary"])
-    world = World(running, cluster)
+    world = World(running, cluster, provider)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": world.ns}}
     peering = {
         "apiVersion": "kopf.dev/v1",
@@ -268,8 +334,8 @@ def start_world(running: Stack, cluster: Cluster | None = None) -> World:
         "metadata": {"name": world.peering},
     }
     running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, peering]))
-    world.apply(route())
-    running.start_load(world.ns, "web", rate=300)
+    world.apply(traffic_object(provider))
+    running.start_load(world.ns, "web", rate=300, provider=provider)
     return world
 
 

@@ -1,6 +1,8 @@
-"""The demo's data plane: sends requests to stable and canary in the proportion the
-HTTPRoute says, as a service mesh would. It reads the route from the Kubernetes API (every
-half second) and nothing else; it is a stand-in for the mesh, not a part of phasegate.
+"""The demo's data plane: sends requests to stable and canary in the proportion the traffic
+object says, as a service mesh would. It reads the canary's weight from the Kubernetes API
+(every half second) with phasegate's own router for the provider (HTTPRoute, VirtualService,
+TrafficSplit or the NGINX canary Ingress); it is a stand-in for the mesh, not a part of
+phasegate.
 """
 
 from __future__ import annotations
@@ -8,40 +10,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-from typing import Any, cast
 
 import aiohttp
 import kubernetes
 
+from phasegate.kube import Kube
+from phasegate.traffic.gatewayapi import GatewayAPIRouter
+from phasegate.traffic.istio import IstioRouter
+from phasegate.traffic.nginx import NginxRouter
+from phasegate.traffic.router import Router
+from phasegate.traffic.smi import SMIRouter
 
-def weights_of(route: dict[str, Any], backends: dict[str, str]) -> dict[str, int]:
-    """The weights of the known backends in the route's first rule that has them."""
-    for rule in (route.get("spec") or {}).get("rules") or []:
-        refs = {r.get("name"): int(r.get("weight", 1)) for r in rule.get("backendRefs") or []}
-        known = {name: w for name, w in refs.items() if name in backends}
-        if known:
-            return known
-    return {}
+ROUTERS = {
+    "gatewayAPI": GatewayAPIRouter,
+    "istio": IstioRouter,
+    "smi": SMIRouter,
+    "nginx": NginxRouter,
+}
 
 
-async def follow_route(
-    client: Any, namespace: str, name: str, backends: dict[str, str], shared: dict[str, int]
-) -> None:
-    api = kubernetes.client.CustomObjectsApi(client)
+async def follow(router: Router, stable: str, canary: str, shared: dict[str, int]) -> None:
+    """Keep ``shared`` at the route's weights; the last ones stay while it cannot be read."""
     while True:
         try:
-            route = await asyncio.to_thread(
-                api.get_namespaced_custom_object,
-                "gateway.networking.k8s.io",
-                "v1",
-                namespace,
-                "httproutes",
-                name,
-            )
-            found = weights_of(cast(dict[str, Any], route), backends)
-            shared.clear()
-            shared.update(found)
-        except Exception:  # the API may be restarting; keep the last weights
+            weight = await asyncio.to_thread(router.read_weight)
+            shared.update({stable: 100 - weight, canary: weight})
+        except Exception:  # the API may be restarting, the route may be broken for a while
             pass
         await asyncio.sleep(0.5)
 
@@ -73,11 +67,13 @@ async def generate(
 
 async def run(args: argparse.Namespace) -> None:
     backends = dict(pair.split("=", 1) for pair in args.backend)
-    client = kubernetes.config.new_client_from_config(args.kubeconfig)  # type: ignore[no-untyped-call]
+    names = list(backends)
+    stable, canary = args.stable or names[0], args.canary or names[1]
+    kube = Kube(kubernetes.config.new_client_from_config(args.kubeconfig))  # type: ignore[no-untyped-call]
+    router = ROUTERS[args.provider](kube, args.namespace, args.route, stable, canary)
     shared: dict[str, int] = {}
     await asyncio.gather(
-        follow_route(client, args.namespace, args.route, backends, shared),
-        generate(args.rate, backends, shared),
+        follow(router, stable, canary, shared), generate(args.rate, backends, shared)
     )
 
 
@@ -85,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phasegate demo-load", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--namespace", required=True)
-    parser.add_argument("--route", required=True, help="HTTPRoute name")
+    parser.add_argument("--provider", choices=sorted(ROUTERS), default="gatewayAPI")
+    parser.add_argument(
+        "--route", required=True, help="the provider's object (for nginx: the stable Ingress)"
+    )
     parser.add_argument("--backend", action="append", required=True, help="service=url, repeatable")
+    parser.add_argument("--stable", help="the stable Service (default: the first backend)")
+    parser.add_argument("--canary", help="the canary Service (default: the second backend)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     asyncio.run(run(parser.parse_args(argv)))
     return 0

@@ -211,7 +211,11 @@ class Stack:
             process.stop()
             self.processes.remove(process)
 
-    def start_load(self, namespace: str, route: str, rate: float = 200) -> None:
+    def start_load(
+        self, namespace: str, route: str, rate: float = 200, provider: str = "gatewayAPI"
+    ) -> None:
+        """Load on the services, split as ``provider``'s object ``route`` says (stable: the
+        first service started, canary: the second)."""
         backends = [f"--backend={s}=http://127.0.0.1:{p}/" for s, p in self.service_ports.items()]
         self.phasegate(
             "load",
@@ -220,6 +224,8 @@ class Stack:
             str(self.kubeconfig),
             "--namespace",
             namespace,
+            "--provider",
+            provider,
             "--route",
             route,
             f"--rate={rate}",
