@@ -51,7 +51,7 @@ manifests: install ## regenerate manifests/install/ from the chart's defaults
 	$(BIN)/python scripts/render_install.py
 	$(BIN)/python scripts/render_argocd.py
 
-bench: install prometheus ## benchmarks: engine, local API, operator (figures printed)
+bench: install prometheus ## benchmarks: engine, local API, operator, install footprint (figures printed)
 	$(BIN)/python -m benchmarks
 
 demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary)

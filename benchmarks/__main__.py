@@ -1,4 +1,5 @@
-"""`python -m benchmarks`: engine throughput and status size over the reference release."""
+"""`python -m benchmarks [engine|localapi|operator|footprint]`: engine throughput and status
+size over the reference release, the local API, the operator, the install's footprint."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def engine_walk() -> dict[str, float]:
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"engine", "localapi", "operator"}
+    which = set(sys.argv[1:]) or {"engine", "localapi", "operator", "footprint"}
     if "engine" in which:
         engine()
     if "localapi" in which:
@@ -59,6 +60,10 @@ def main() -> None:
         from benchmarks import runtime
 
         runtime.main()
+    if "footprint" in which:
+        from benchmarks import footprint
+
+        footprint.main()
 
 
 def engine() -> None:
