@@ -21,7 +21,7 @@ def size_mb(path: Path) -> float:
 
 
 def runtime_venv() -> tuple[float, list[tuple[str, float]]]:
-    """Total MB of a fresh venv with the wheel installed, and the five largest packages."""
+    """Total MiB of a fresh venv with the wheel installed, and the five largest packages."""
     with tempfile.TemporaryDirectory(prefix="phasegate-footprint-") as tmp:
         work = Path(tmp)
         subprocess.run(
@@ -43,7 +43,8 @@ def grants(values: dict[str, Any]) -> int:
     rendered = chart.render(values, name="phasegate", namespace="phasegate-system", is_install=True)
     roles = [
         doc
-        for text in rendered.values()
+        for path, text in rendered.items()
+        if path.endswith(".yaml")
         for doc in yaml.safe_load_all(text)
         if doc and doc.get("kind") == "ClusterRole"
     ]
@@ -62,9 +63,9 @@ def grants(values: dict[str, Any]) -> int:
 def main() -> None:
     total, largest = runtime_venv()
     print("footprint: the runtime install")
-    print(f"  runtime venv (wheel, no extras)   {total:.0f} MB")
+    print(f"  runtime venv (wheel, no extras)   {total:.0f} MiB (file sizes)")
     for name, mb in largest:
-        print(f"    {name:<30} {mb:.0f} MB")
+        print(f"    {name:<30} {mb:.0f} MiB")
     every = {"rbac": {"trafficProviders": ["gatewayAPI", "istio", "smi", "nginx"]}}
     print(f"  RBAC grants, chart defaults       {grants({})}")
     print(f"  RBAC grants, all four providers   {grants(every)}")
