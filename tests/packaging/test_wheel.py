@@ -47,6 +47,8 @@ def test_the_wheel_installs_alone_and_its_entry_points_run(tmp_path: Path) -> No
     assert "validate" in run(bin_dir / "phasegate", "--help")
     assert "--all-namespaces" in run(bin_dir / "phasegate", "run", "--help")
     assert "approve" in run(bin_dir / "kubectl-phasegate", "--help")
+    # `make e2e-kind` runs the scenarios' Deployments as pods of the image serving this.
+    assert "--port" in run(bin_dir / "phasegate", "demo-service", "--help")
     # The operator's modules import with the runtime dependencies only.
     modules = "phasegate.runtime.run, phasegate.metrics, phasegate.traffic, phasegate.workloads"
     run(python, "-c", f"import {modules}")
