@@ -25,6 +25,7 @@ lint: install ## ruff, mypy --strict, import-linter layers
 	$(BIN)/ruff check operator tests benchmarks scripts
 	$(BIN)/ruff format --check operator tests benchmarks scripts
 	$(BIN)/mypy operator/phasegate
+	MYPYPATH=tests $(BIN)/mypy benchmarks
 	$(BIN)/lint-imports
 
 format: install ## apply ruff's fixes and formatting

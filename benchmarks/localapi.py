@@ -25,7 +25,7 @@ PATH = "/apis/phasegate.dev/v1alpha1/namespaces/default/progressiverollouts"
 class Client:
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
-        self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port)
+        self.connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port)
 
     def call(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
@@ -94,7 +94,7 @@ def mix(client: Client, objects: int, calls: int) -> dict[str, dict[str, float]]
 
 def watch_latency(url: str, client: Client, rounds: int = 200) -> dict[str, float]:
     parsed = urlparse(url)
-    stream = http.client.HTTPConnection(parsed.hostname, parsed.port)
+    stream = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port)
     mark = client.call("GET", PATH)["metadata"]["resourceVersion"]
     stream.request("GET", f"{PATH}?watch=true&resourceVersion={mark}&timeoutSeconds=120")
     response = stream.getresponse()

@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from phasegate.demo.stack import stack
-from support.world import NS, WeightRecorder, breach_start, release, route, start_world
+from support.world import WeightRecorder, breach_start, release, route, start_world
 
 QUERY = (
     'sum(rate(http_requests_total{service="web-canary",code=~"5.."}[5s])) '
@@ -49,12 +49,13 @@ def rollback_latency(runs: int) -> list[float]:
                 }
             ]
             world.apply(release(revision=f"r{run}", **spec))
-            world.wait(
-                lambda s, r=f"r{run}": (
-                    s.get("revision") == r and bool((s.get("currentPhase") or {}).get("startedAt"))
-                ),
-                what="the canary phase",
-            )
+            revision = f"r{run}"
+
+            def canary_started(s: dict[str, Any], revision: str = revision) -> bool:
+                current = s.get("currentPhase") or {}
+                return s.get("revision") == revision and bool(current.get("startedAt"))
+
+            world.wait(canary_started, what="the canary phase")
             time.sleep(2)  # let the healthy canary's rate window fill
             recorder = WeightRecorder(world)
             broken = time.time()
@@ -102,7 +103,7 @@ def hundred_rollouts(count: int = 100, watch_for: float = 30.0) -> dict[str, Any
 
         def all_started() -> bool:
             listing = world.kube.ok(
-                "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{NS}/progressiverollouts"
+                "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{world.ns}/progressiverollouts"
             )
             return (
                 sum(

@@ -23,7 +23,7 @@ class Kube:
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
-        self.api = kubernetes.config.new_client_from_config(str(kubeconfig))
+        self.api = kubernetes.config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
 
     def _open(
         self,

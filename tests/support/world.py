@@ -134,11 +134,15 @@ def service_account_kubeconfig(running: Stack, account: str) -> Path:
     """A kubeconfig for the same cluster that authenticates with a token of ``account``: the
     operator then has exactly the rights the chart's RBAC gives it."""
     namespace, name = account.split("/")
-    api = kubernetes.client.CoreV1Api(
-        kubernetes.config.new_client_from_config(str(running.kubeconfig))
+    client = kubernetes.config.new_client_from_config(str(running.kubeconfig))  # type: ignore[no-untyped-call]
+    request = kubernetes.client.AuthenticationV1TokenRequest(
+        spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=2 * 3600)
     )
-    request = {"spec": {"expirationSeconds": 2 * 3600}}
-    token = api.create_namespaced_service_account_token(name, namespace, request).status.token
+    issued = kubernetes.client.CoreV1Api(client).create_namespaced_service_account_token(
+        name, namespace, request
+    )
+    assert issued.status is not None, "the API issued no token"
+    token = issued.status.token
     config = yaml.safe_load(running.kubeconfig.read_text())
     config["users"] = [{"name": account, "user": {"token": token}}]
     config["contexts"][0]["context"]["user"] = account
@@ -184,7 +188,8 @@ class World:
 
     def router(self) -> Router:
         """phasegate's own router for the world's traffic object ``web``."""
-        kube = Clients(kubernetes.config.new_client_from_config(str(self.stack.kubeconfig)))
+        client = kubernetes.config.new_client_from_config(str(self.stack.kubeconfig))  # type: ignore[no-untyped-call]
+        kube = Clients(client)
         return router_for(
             RolloutSpec.model_validate(release(trafficRouting=self.routing)["spec"]), self.ns, kube
         )
@@ -219,7 +224,7 @@ class World:
     def control(self, action: str, name: str = "web", **fields: str) -> None:
         from phasegate.api import controls
 
-        ((key, value),) = controls.annotation(action, **fields).items()  # type: ignore[arg-type]
+        ((key, value),) = controls.annotation(action, **fields).items()
         self.stack.kubectl("annotate", "prollout", name, "-n", self.ns, f"{key}={value}")
 
     def deployment(self, name: str, version: str) -> dict[str, Any]:
