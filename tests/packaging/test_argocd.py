@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import lupa.lua51 as lua51
@@ -10,7 +9,7 @@ import pytest
 import yaml
 
 from phasegate.api import controls
-from support.kube import ROOT
+from support.kube import ROOT, render_script
 
 CM = ROOT / "manifests" / "argocd" / "argocd-cm.yaml"
 KEY = "phasegate.dev_ProgressiveRollout"
@@ -151,10 +150,4 @@ def test_approve_names_the_group_and_the_next_phase() -> None:
 
 
 def test_the_committed_config_is_rendered_from_the_lua_sources() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "render_argocd", ROOT / "scripts" / "render_argocd.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert CM.read_text() == module.render(), "run `make manifests`"
+    assert CM.read_text() == render_script("render_argocd"), "run `make manifests`"

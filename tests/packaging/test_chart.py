@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from phasegate.localapi import LocalAPI
-from support.kube import ROOT, kubectl
+from support.kube import ROOT, kubectl, render_script
 
 CHART = ROOT / "charts" / "phasegate"
 KUBERNETES = "1.30.0"
@@ -218,16 +218,10 @@ def test_the_chart_carries_the_generated_crds() -> None:
 
 
 def test_the_plain_install_is_the_chart_defaults() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "render_install", ROOT / "scripts" / "render_install.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     install = ROOT / "manifests" / "install"
-    assert (install / "phasegate.yaml").read_text() == module.render(), "run `make manifests`"
+    assert (install / "phasegate.yaml").read_text() == render_script("render_install"), (
+        "run `make manifests`"
+    )
     for crd in (ROOT / "crds").glob("*.yaml"):
         assert (install / "crds" / crd.name).read_text() == crd.read_text(), "run `make manifests`"
 

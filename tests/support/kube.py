@@ -89,6 +89,17 @@ class Kube:
         kubectl(self.kubeconfig, "apply", "-f", str(path))
 
 
+def render_script(name: str) -> str:
+    """What ``scripts/<name>.py`` renders (the committed files must equal it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.render())
+
+
 def kubectl(
     kubeconfig: Path, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

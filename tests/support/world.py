@@ -20,10 +20,9 @@ from typing import Any
 import kubernetes
 import yaml
 
-from phasegate.api.spec import RolloutSpec
 from phasegate.demo.stack import ROOT, Process, Stack
 from phasegate.kube import Kube as Clients
-from phasegate.traffic import Router, router_for
+from phasegate.traffic import ROUTERS, Router
 from support.kube import Kube, kubectl
 
 PROVIDER_CRDS = ROOT / "manifests/local/provider-crds.yaml"
@@ -189,10 +188,7 @@ class World:
     def router(self) -> Router:
         """phasegate's own router for the world's traffic object ``web``."""
         client = kubernetes.config.new_client_from_config(str(self.stack.kubeconfig))  # type: ignore[no-untyped-call]
-        kube = Clients(client)
-        return router_for(
-            RolloutSpec.model_validate(release(trafficRouting=self.routing)["spec"]), self.ns, kube
-        )
+        return ROUTERS[self.provider](Clients(client), self.ns, "web", "web-stable", "web-canary")
 
     def wait(
         self,

@@ -15,18 +15,7 @@ import aiohttp
 import kubernetes
 
 from phasegate.kube import Kube
-from phasegate.traffic.gatewayapi import GatewayAPIRouter
-from phasegate.traffic.istio import IstioRouter
-from phasegate.traffic.nginx import NginxRouter
-from phasegate.traffic.router import Router
-from phasegate.traffic.smi import SMIRouter
-
-ROUTERS = {
-    "gatewayAPI": GatewayAPIRouter,
-    "istio": IstioRouter,
-    "smi": SMIRouter,
-    "nginx": NginxRouter,
-}
+from phasegate.traffic import ROUTERS, Router
 
 
 async def follow(router: Router, stable: str, canary: str, shared: dict[str, int]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from phasegate.api.spec import RolloutSpec
 from phasegate.kube import Kube
 from phasegate.traffic.gatewayapi import GatewayAPIRouter
@@ -9,6 +11,15 @@ from phasegate.traffic.istio import IstioRouter
 from phasegate.traffic.nginx import NginxRouter
 from phasegate.traffic.router import RouteError, Router
 from phasegate.traffic.smi import SMIRouter
+
+# The router of each provider, by its key under spec.trafficRouting; each is built from
+# (kube, namespace, object name, stable Service, canary Service).
+ROUTERS: dict[str, Callable[[Kube, str, str, str, str], Router]] = {
+    "gatewayAPI": GatewayAPIRouter,
+    "istio": IstioRouter,
+    "smi": SMIRouter,
+    "nginx": NginxRouter,
+}
 
 
 def router_for(spec: RolloutSpec, namespace: str, kube: Kube) -> Router:
@@ -26,4 +37,4 @@ def router_for(spec: RolloutSpec, namespace: str, kube: Kube) -> Router:
     raise RouteError("trafficRouting names no provider")
 
 
-__all__ = ["RouteError", "Router", "router_for"]
+__all__ = ["ROUTERS", "RouteError", "Router", "router_for"]

@@ -63,8 +63,8 @@ class WeightedRouter:
             raise RouteError(f"{self.title} not found") from None
 
     def _patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
-        version = {"op": "test", "path": "/metadata/resourceVersion"}
-        version["value"] = obj["metadata"]["resourceVersion"]
+        rv = obj["metadata"]["resourceVersion"]
+        version = {"op": "test", "path": "/metadata/resourceVersion", "value": rv}
         self.kube.json_patch_custom(
             self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
         )
