@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,43 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def listening_range() -> range:
+    """Ports the kernel never gives to outgoing connections. A port chosen among the
+    ephemeral ones can be taken by any client's connect() before its server binds it (with
+    the load and the watches running, that happens); one below them stays free."""
+    try:
+        low = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12000), low)
+
+
+def bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free right now, outside the ephemeral range when it leaves room."""
+    candidates = listening_range()
+    chosen: list[int] = []
+    for port in random.sample(candidates, min(len(candidates), 50 * count)):
+        if bindable(port):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise OSError(f"no {count} free ports in {candidates.start}-{candidates.stop - 1}")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -89,6 +123,29 @@ class Process:
         """SIGKILL: no chance to clean up, as when a node dies."""
         self.stop(signal.SIGKILL)
 
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_serving(self, url: str, timeout: float) -> None:
+        """Wait until ``url`` answers; fail at once if the process ends, with its log."""
+
+        def serving() -> bool:
+            if not self.alive():
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.popen.returncode} before serving"
+                    f" {url}; its log ends:\n{self.log_tail()}"
+                )
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+
+        try:
+            wait_until(serving, timeout, self.name)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; its log ends:\n{self.log_tail()}") from None
+
 
 @dataclass
 class Stack:
@@ -136,7 +193,7 @@ class Stack:
 
     def start_api(self) -> None:
         self.api_port = free_port()
-        self.phasegate(
+        api = self.phasegate(
             "local-api",
             "local-api",
             "--port",
@@ -144,11 +201,7 @@ class Stack:
             "--kubeconfig",
             str(self.kubeconfig),
         )
-        wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=1),
-            20,
-            "local Kubernetes API",
-        )
+        api.wait_serving(f"http://127.0.0.1:{self.api_port}/readyz", 20)
         self.kubectl(
             "apply",
             "-f",
@@ -162,12 +215,10 @@ class Stack:
         port = free_port()
         self.service_ports[service] = port
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in behaviour.items()]
-        self.phasegate(service, "demo-service", "--service", service, "--port", str(port), *flags)
-        wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1),
-            20,
-            service,
+        process = self.phasegate(
+            service, "demo-service", "--service", service, "--port", str(port), *flags
         )
+        process.wait_serving(f"http://127.0.0.1:{port}/healthz", 20)
 
     def configure_service(self, service: str, **behaviour: float) -> None:
         http_json(f"http://127.0.0.1:{self.service_ports[service]}/config", behaviour)
@@ -181,7 +232,7 @@ class Stack:
             "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": targets}]}],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.start(
+        prometheus = self.start(
             "prometheus",
             [
                 prometheus_binary(),
@@ -190,11 +241,7 @@ class Stack:
                 f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
             ],
         )
-        wait_until(
-            lambda: urllib.request.urlopen(f"{self.prometheus_url}/-/ready", timeout=1),
-            30,
-            "Prometheus",
-        )
+        prometheus.wait_serving(f"{self.prometheus_url}/-/ready", 30)
 
     def prometheus_scrapes(self, services: list[str], timeout: float = 30) -> None:
         """Wait until Prometheus has scraped every service (new targets take a few seconds)."""
@@ -233,7 +280,7 @@ class Stack:
         )
 
     def start_operator(self, name: str = "operator", *extra: str) -> Process:
-        health, metrics = free_port(), free_port()
+        health, metrics = free_ports(2)
         process = self.phasegate(
             name,
             "run",
@@ -245,11 +292,7 @@ class Stack:
             *extra,
             kubeconfig=self.operator_kubeconfig,
         )
-        wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1),
-            30,
-            f"operator {name}",
-        )
+        process.wait_serving(f"http://127.0.0.1:{health}/healthz", 30)
         process.ports.update(health=health, metrics=metrics)
         return process
 
