@@ -535,6 +535,16 @@ def test_request_history_is_kept_only_when_asked(local_api: LocalAPI, kube: Kube
     assert local_api.handler.served >= 20
 
 
+def test_an_injected_fault_answers_first_for_the_requests_it_covers(
+    local_api: LocalAPI, kube: Kube
+) -> None:
+    kube.ok("POST", CM, {"metadata": {"name": "c"}})
+    local_api.handler["get", f"{CM}/c"][:2] << 503
+    answers = [kube.request("GET", f"{CM}/c")[0] for _ in range(4)]
+    assert answers == [503, 503, 200, 200], "the first two fail, then the emulation answers"
+    assert kube.request("GET", CM)[0] == 200, "other requests are not touched"
+
+
 def test_a_changed_deployment_reports_itself_rolled_out(kube: Kube) -> None:
     deploys = "/apis/apps/v1/namespaces/default/deployments"
     create_deployment(kube, replicas=3)

@@ -6,15 +6,13 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from phasegate.localapi import LocalAPI
-from support.kube import Kube, kubectl
+from support.kube import Kube, eventually, kubectl
 
 HERE = Path(__file__).parent
 WIDGETS = "/apis/test.phasegate.dev/v1/namespaces/default/widgets"
@@ -38,18 +36,6 @@ spec:
             spec: {type: object, properties: {size: {type: integer}}}
             status: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -225,25 +225,10 @@ class World:
 
     def deployment(self, name: str, version: str) -> dict[str, Any]:
         """A Deployment of the scenario: on a cluster its pods serve the demo service."""
-        labels = {"app": name}
-        container: dict[str, Any] = {
-            "name": "app",
-            "image": f"registry.local/web:{version}",
-            "env": [{"name": "VERSION", "value": version}],
-        }
         if self.cluster and self.cluster.image:
-            container["image"] = self.cluster.image
-            container["args"] = ["demo-service", "--service", name, "--port", "8080"]
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-            },
-        }
+            args = ["demo-service", "--service", name, "--port", "8080"]
+            return deployment(name, version, image=self.cluster.image, args=args)
+        return deployment(name, version)
 
     def clean_up(self) -> None:
         """Stop the operators, then remove the test's namespace and peering. Finalizers are
@@ -263,6 +248,31 @@ class World:
             )
         self.stack.kubectl("delete", "namespace", self.ns, "--wait=false")
         self.stack.kubectl("delete", "clusterkopfpeering", self.peering, "--ignore-not-found")
+
+
+def deployment(
+    name: str, version: str, image: str | None = None, args: list[str] | None = None
+) -> dict[str, Any]:
+    """A Deployment ``name`` running ``version`` (image ``registry.local/web:<version>``
+    unless ``image`` is given), two replicas."""
+    labels = {"app": name}
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": image or f"registry.local/web:{version}",
+        "env": [{"name": "VERSION", "value": version}],
+    }
+    if args:
+        container["args"] = args
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
 
 
 def traffic_object(provider: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The local Kubernetes API as a real HTTP server: kmock's server and handler, with the
 apiserver semantics of :class:`~phasegate.localapi.api.KubernetesAPI` behind them.
 
-Reactions added with kmock's DSL (``server.handler['get', '/api/v1/...'] << 500``) answer
-first, for fault injection in tests; everything else is served by the emulation.
+Reactions added with kmock's DSL (``api.handler['patch', '/apis/...'][:1] << 500``: the first
+such request fails) answer first, for fault injection in tests; everything else is served by
+the emulation.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from phasegate.localapi.api import KubernetesAPI
 class LocalAPIHandler(kmock.RawHandler):
     """A kmock handler that falls back to the Kubernetes emulation.
 
-    Requests are remembered only when ``history`` is true, so a long run stays flat in time
-    and memory.
+    Requests are remembered when ``history`` is true or while reactions are set (kmock's
+    filters and slices, e.g. ``[:1]`` for "the first one only", select among the remembered
+    requests); otherwise not, so a long run stays flat in time and memory.
     """
 
     api: KubernetesAPI = attrs.field(factory=KubernetesAPI)
@@ -39,8 +41,7 @@ class LocalAPIHandler(kmock.RawHandler):
         if self._payloads or self.history:
             await raw_request.read()
             request = await rendering.Request._parse(raw_request, id=self.served)
-            if self.history:
-                self._requests.append(request)
+            self._requests.append(request)
             if self._payloads:
                 with contextlib.suppress(NotImplementedError):
                     return await self._handle(request)
