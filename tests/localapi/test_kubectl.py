@@ -136,3 +136,12 @@ spec:
         "jsonpath={.spec.rules[0].backendRefs[*].weight}",
     ).stdout
     assert weights.split() == ["100", "0"]
+
+
+def test_kubectl_create_namespace_says_what_to_use_instead(kc: Path) -> None:
+    # kubectl's built-in generators send protobuf, which the local API does not read.
+    refused = kubectl(kc, "create", "namespace", "shop", check=False)
+    assert refused.returncode != 0
+    assert "does not read protobuf" in refused.stderr and "kubectl apply -f" in refused.stderr
+    kubectl(kc, "apply", "-f", "-", stdin=namespace("shop"))
+    assert kubectl(kc, "get", "namespace", "shop", "-o", "name").stdout.strip() == "namespace/shop"

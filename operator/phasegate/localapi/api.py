@@ -27,6 +27,7 @@ SERVER_VERSION = {
 }
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
 class APIError(Exception):
@@ -507,12 +508,20 @@ class KubernetesAPI:
         given = "Content-Type" in request.headers
         readable = (JSON, "", "application/yaml")
         if given and request.method in ("POST", "PUT") and request.content_type not in readable:
-            # Protobuf is not spoken here; client-go then falls back to JSON, as with CRDs.
+            # Protobuf is not spoken here. Clients of custom resources never send it; kubectl's
+            # built-in generators do, and client-go does not fall back to JSON.
+            hint = ""
+            if request.content_type == PROTOBUF:
+                hint = (
+                    "; this local API does not read protobuf, which kubectl's generators "
+                    "(kubectl create namespace|configmap|secret|token) send: give the object "
+                    "as YAML instead (kubectl apply -f / kubectl create -f)"
+                )
             raise APIError(
                 415,
                 "UnsupportedMediaType",
                 f"the body of the request was in an unknown format ({request.content_type}) "
-                "- accepted media types include: application/json, application/yaml",
+                f"- accepted media types include: application/json, application/yaml{hint}",
             )
         raw = await request.read()
         try:
