@@ -146,7 +146,7 @@ def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_con
     assert world.canary_weight() == 5
     clock = held["currentPhase"]
     assert clock["heldSince"]
-    time.sleep(3)
+    time.sleep(3)  # three evaluations (1 s interval) in which nothing may move
     assert world.status()["currentPhase"]["heldSince"] == clock["heldSince"]
     assert world.status()["state"] == "Holding"
 
@@ -168,7 +168,7 @@ def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after
     assert held["holdReason"] == "MetricsUnavailable"
     condition = next(c for c in held["conditions"] if c["type"] == "MetricsAvailable")
     assert condition["status"] == "False" and "unreachable" in condition["message"]
-    time.sleep(3)
+    time.sleep(3)  # three evaluations without metrics: still held, no rollback
     status = world.status()
     assert status["state"] == "Holding" and phase(status) == "canary"
     assert world.canary_weight() == 10
@@ -187,7 +187,7 @@ def test_operator_killed_mid_phase_resumes_without_repeating_or_skipping(world: 
     world.apply(release())
     world.wait(lambda s: len(s.get("checkpoints") or []) >= 1, what="the first checkpoint")
     first.kill()
-    time.sleep(2)
+    time.sleep(2)  # down for two intervals: checkpoints fall due while no operator runs
     world.start_operator("second")
     status = world.wait(
         lambda s: s.get("state") in ("Succeeded", "RolledBack", "Holding"), timeout=60
@@ -227,7 +227,7 @@ def test_invalid_references_are_reported_and_the_route_is_left_alone(world: Worl
         "spec.phases[0].successCriteria[0].metric" in c["message"] and "not defined" in c["message"]
     )
     assert next(x for x in c["conditions"] if x["type"] == "Degraded")["status"] == "True"
-    time.sleep(2)
+    time.sleep(2)  # two more evaluations of each: the routes must stay untouched
     after = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
     assert after == before
 
