@@ -9,16 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.demo.stack import EPHEMERAL_PORTS, bindable, free_ports, listening_range, stack
+from phasegate.demo import stack as stack_module
+from phasegate.demo.stack import EPHEMERAL_PORTS, bindable, free_ports, listening_ports, stack
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
     ports = free_ports(5)
     assert len(set(ports)) == 5
-    assert all(port in listening_range() and bindable(port) for port in ports)
+    assert all(port in listening_ports() and bindable(port) for port in ports)
     if EPHEMERAL_PORTS.exists():
-        low = int(EPHEMERAL_PORTS.read_text().split()[0])
-        assert max(ports) < low, "connect() never hands these out to clients"
+        low, high = (int(p) for p in EPHEMERAL_PORTS.read_text().split())
+        assert not any(low <= p <= high for p in ports), "connect() never hands these out"
+
+
+def test_with_no_room_outside_the_ephemeral_range_the_kernel_chooses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    everything = tmp_path / "ip_local_port_range"
+    everything.write_text("1024\t65535\n")
+    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", everything)
+    assert listening_ports() == []
+    ports = free_ports(3)
+    assert len(set(ports)) == 3 and all(bindable(port) for port in ports)
 
 
 def test_a_process_that_exits_before_serving_fails_at_once_with_its_log(tmp_path: Path) -> None:

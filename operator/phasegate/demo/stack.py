@@ -30,15 +30,15 @@ ROOT = Path(__file__).resolve().parents[3]
 EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
-def listening_range() -> range:
+def listening_ports() -> list[int]:
     """Ports the kernel never gives to outgoing connections. A port chosen among the
     ephemeral ones can be taken by any client's connect() before its server binds it (with
-    the load and the watches running, that happens); one below them stays free."""
+    the load and the watches running, that happens); one outside them stays free."""
     try:
-        low = int(EPHEMERAL_PORTS.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(max(1024, low - 12000), low)
+        low, high = (int(p) for p in EPHEMERAL_PORTS.read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return [*range(max(1024, low - 12000), low), *range(high + 1, 65536)]
 
 
 def bindable(port: int) -> bool:
@@ -56,14 +56,19 @@ def free_port() -> int:
 
 def free_ports(count: int) -> list[int]:
     """Distinct ports free right now, outside the ephemeral range when it leaves room."""
-    candidates = listening_range()
+    outside = listening_ports()
     chosen: list[int] = []
-    for port in random.sample(candidates, min(len(candidates), 50 * count)):
+    for port in random.sample(outside, min(len(outside), 50 * count)):
         if bindable(port):
             chosen.append(port)
             if len(chosen) == count:
                 return chosen
-    raise OSError(f"no {count} free ports in {candidates.start}-{candidates.stop - 1}")
+    # No room outside the ephemeral range: the kernel's choice, all held until all are chosen.
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
