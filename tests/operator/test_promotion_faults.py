@@ -43,7 +43,7 @@ def rollout() -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(kube: Kube) -> Kube:
+def api(kube: Kube) -> Kube:
     """The CRD, an HTTPRoute and the two Deployments of a release."""
     for doc in yaml.safe_load_all((CRDS / "phasegate.dev_progressiverollouts.yaml").read_text()):
         kube.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
@@ -54,10 +54,10 @@ def world(kube: Kube) -> Kube:
 
 
 @pytest.fixture
-def operator(world: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def operator(api: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """phasegate's handlers under kopf, standalone, on a thread of this process."""
     # As $KUBECONFIG would at start-up: the kubernetes library reads it once, on import.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(world.kubeconfig))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(api.kubeconfig))
     registry = kopf.OperatorRegistry()
     register(registry, make_context(None), peering=None)
     stop = threading.Event()
@@ -78,16 +78,16 @@ def operator(world: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_a_failed_canary_scale_down_is_asked_again_until_it_holds(
-    local_api: LocalAPI, world: Kube, operator: None
+    local_api: LocalAPI, api: Kube, operator: None
 ) -> None:
     failing = local_api.handler["patch", SCALE][:2] << 500
-    world.ok("POST", ROLLOUT.rsplit("/", 1)[0], rollout())
+    api.ok("POST", ROLLOUT.rsplit("/", 1)[0], rollout())
     eventually(
-        lambda: (world.ok("GET", ROLLOUT).get("status") or {}).get("state") == "Progressing",
+        lambda: (api.ok("GET", ROLLOUT).get("status") or {}).get("state") == "Progressing",
         30,
         "the release started",
     )
-    world.ok(
+    api.ok(
         "PATCH",
         ROLLOUT,
         {"metadata": {"annotations": controls.annotation("promoteFull", by="test")}},
@@ -95,7 +95,7 @@ def test_a_failed_canary_scale_down_is_asked_again_until_it_holds(
     )
 
     def finished() -> dict[str, Any] | None:
-        status = world.ok("GET", ROLLOUT).get("status") or {}
+        status = api.ok("GET", ROLLOUT).get("status") or {}
         return status if status.get("state") in ("Succeeded", "RolledBack") else None
 
     status = eventually(finished, 60, "the end of the release")
@@ -103,6 +103,6 @@ def test_a_failed_canary_scale_down_is_asked_again_until_it_holds(
     assert len(list(failing)) == 2, "both injected failures were met"
     scale_patches = list(local_api.handler["patch", SCALE])
     assert len(scale_patches) >= 3, "asked again after each failure"
-    assert world.ok("GET", f"{DEPLOYMENTS}/web-canary")["spec"]["replicas"] == 0
-    stable = world.ok("GET", f"{DEPLOYMENTS}/web-stable")["spec"]["template"]["spec"]
+    assert api.ok("GET", f"{DEPLOYMENTS}/web-canary")["spec"]["replicas"] == 0
+    stable = api.ok("GET", f"{DEPLOYMENTS}/web-stable")["spec"]["template"]["spec"]
     assert stable["containers"][0]["image"] == "registry.local/web:v2", "canary promoted"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import yaml
+
+from phasegate.demo.stack import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -20,15 +21,11 @@ REFERENCE = ROOT / "manifests/examples/reference-release.yaml"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.1)
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
+    try:
+        return wait_until(check, timeout, what)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 class Kube:
