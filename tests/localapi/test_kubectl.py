@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_kubectl_get_watch_streams_changes(kc: Path) -> None:
     kubectl(kc, "apply", "-f", str(REFERENCE))
     watch = subprocess.Popen(
         ["kubectl", "get", "rollouts", "-n", "learning", "-w", "--request-timeout=5s"],
-        env={"KUBECONFIG": str(kc), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        env={**os.environ, "KUBECONFIG": str(kc)},  # $HOME and $KUBECACHEDIR: the cache's place
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
