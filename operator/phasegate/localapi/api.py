@@ -215,12 +215,16 @@ class KubernetesAPI:
             return respond(self._update(target, body, query))
         if method == "PATCH":
             kind = request.content_type
-            if kind not in patching.KINDS:
+            # Custom resources have no patch strategy: the apiserver refuses a strategic merge.
+            accepted = [
+                k for k in patching.KINDS if k != patching.STRATEGIC or not target.resource.crd_name
+            ]
+            if kind not in accepted:
                 raise APIError(
                     415,
                     "UnsupportedMediaType",
                     "the body of the request was in an unknown format - accepted media types "
-                    f"include: {', '.join(patching.KINDS)}",
+                    f"include: {', '.join(accepted)}",
                 )
             body = await self._body(request, yaml_ok=kind == patching.APPLY)
             obj, created = self._patch(target, kind, body, query)

@@ -30,11 +30,20 @@ def promote(kube: Kube, namespace: str, stable: str, canary: str) -> bool:
                 _content_type="application/json-patch+json",
             )
         return False
-    status, replicas = target.get("status") or {}, target["spec"].get("replicas", 1)
+    return rolled_out(target)
+
+
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """Whether the Deployment's current template runs on all its replicas and they are
+    available, as ``kubectl rollout status`` decides: the controller has seen this
+    generation, every replica is updated, no old replica is left, all updated are available."""
+    status, replicas = deployment.get("status") or {}, deployment["spec"].get("replicas", 1)
+    updated = status.get("updatedReplicas", 0)
     return bool(
-        status.get("observedGeneration", 0) >= target["metadata"].get("generation", 1)
-        and status.get("updatedReplicas", 0) == replicas
-        and status.get("readyReplicas", 0) == replicas
+        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
+        and updated >= replicas
+        and status.get("replicas", 0) <= updated
+        and status.get("availableReplicas", 0) >= updated
     )
 
 
