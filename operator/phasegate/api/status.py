@@ -146,6 +146,30 @@ class Breach(StatusModel):
     since: datetime
 
 
+class RuleExtreme(StatusModel):
+    """The worst value one rule saw during a phase, at any evaluation, not only checkpoints."""
+
+    rule: str
+    metric: str
+    threshold: str
+    worst: float
+    at: datetime
+    verdict: Verdict = Field(description="The rule's verdict at that evaluation.")
+
+
+class PhaseRecord(StatusModel):
+    """One phase as it ran, kept after it ends for the phase report."""
+
+    name: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    held_for: Duration = Field(default=timedelta(0), description="Time the phase clock stood.")
+    worst: list[RuleExtreme] = Field(default_factory=list)
+    decisions: list[Decision] = Field(
+        default_factory=list, description="The phase's latest decisions, with their evidence."
+    )
+
+
 class RolloutStatus(StatusModel):
     observed_generation: int | None = None
     revision: str | None = Field(default=None, description="The revision this status is about.")
@@ -171,4 +195,8 @@ class RolloutStatus(StatusModel):
     )
     resume_state: State | None = Field(
         default=None, description="The state to return to once a Degraded cause clears."
+    )
+    phase_history: list[PhaseRecord] = Field(
+        default_factory=list,
+        description="Per phase entered: when it ran, the worst value each rule saw, decisions.",
     )

@@ -11,7 +11,7 @@ import getpass
 import json
 import sys
 import time
-from typing import Any, TextIO, cast
+from typing import Any, Literal, TextIO, cast
 
 from phasegate import GROUP, PLURAL, VERSION, __version__
 from phasegate.api import controls
@@ -48,6 +48,11 @@ def _build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--timeout", type=float, default=0, help="seconds; 0: until it ends"
             )
+        else:
+            command.add_argument(
+                "--format", choices=("text", "md", "json"), default="text", help="default: text"
+            )
+            command.add_argument("--phase", help="one phase's report (md, json); default: all")
     for name, summary in STEER.items():
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("rollout")
@@ -173,7 +178,14 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             _table(rows, (["NAMESPACE"] if scope is None else []) + header, out)
             return 0
         if args.command == "report":
-            report(client.get(namespace, args.rollout), out)
+            found = client.get(namespace, args.rollout)
+            if args.format == "text" and args.phase is None:
+                report(found, out)
+            else:
+                from phasegate import report as reports
+
+                fmt: Literal["md", "json"] = "json" if args.format == "json" else "md"
+                out.write(reports.render(reports.report_of(found, args.phase), fmt))
             return 0
         if args.command == "watch":
             return _watch(client, namespace, args.rollout, args.timeout, out)

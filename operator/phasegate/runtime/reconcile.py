@@ -36,6 +36,7 @@ from phasegate.engine import (
 )
 from phasegate.kube import Forbidden, Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
+from phasegate.report.history import record_history
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, Router, router_for
 
@@ -197,6 +198,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     evaluation = evaluate(
         spec, status, observations, now, namespace=namespace, generation=generation
     )
+    evaluation = record_history(spec, status, evaluation, measurements, now, namespace)
     next_evaluation = evaluation.next_evaluation
 
     if evaluation.weight is not None and router is not None and route_weight != evaluation.weight:
