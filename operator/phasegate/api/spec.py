@@ -363,6 +363,9 @@ class RolloutSpec(SpecModel):
     rollback_on_metrics_unavailable: bool = False
     metrics: list[Metric] = Field(min_length=1)
     phases: list[Phase] = Field(min_length=1)
+    notifications: NotificationsSpec | None = Field(
+        default=None, description="Where to tell people about this rollout, and what."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -402,3 +405,9 @@ def _unique_names(field: str, names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"{field}[{i}].name: {name!r} is used twice")
         seen.add(name)
+
+
+# Last: the notification models build on SpecModel above.
+from phasegate.api.notifications import NotificationsSpec  # noqa: E402
+
+RolloutSpec.model_rebuild()

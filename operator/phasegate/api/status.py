@@ -200,3 +200,12 @@ class RolloutStatus(StatusModel):
         default_factory=list,
         description="Per phase entered: when it ran, the worst value each rule saw, decisions.",
     )
+    notifications: NotificationsStatus | None = Field(
+        default=None, description="Events waiting for their receivers, and those delivered."
+    )
+
+
+# Last: the notification models build on StatusModel above.
+from phasegate.api.outbox import NotificationsStatus  # noqa: E402
+
+RolloutStatus.model_rebuild()

@@ -1,0 +1,1 @@
+"""Notifications: Slack, Microsoft Teams and signed webhooks, sent off the evaluation path."""

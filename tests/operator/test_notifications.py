@@ -1,0 +1,228 @@
+"""Notifications delivered to a real HTTP receiver on 127.0.0.1: payloads, signatures,
+retries, once per event across a restart, and evaluations never waiting for delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from phasegate.api import State
+from phasegate.api.notifications import EventKind, Receiver
+from phasegate.engine import ControlAction
+from phasegate.notify import slack
+from phasegate.notify.delivery import DeliverySettings, Notifier, Target
+from phasegate.runtime.telemetry import Telemetry
+from support.engine import constant, healthy, minimal_spec, reference_spec
+from support.notify import (
+    HttpReceiver,
+    MemoryStore,
+    NotifyingSim,
+    StaticResolver,
+    rollout_object,
+    serve,
+    with_receivers,
+)
+from support.reports import approvals, in_phase
+
+KEY = b"shared-signing-key"
+FAST = DeliverySettings(timeout=0.5, first_retry=0.05, max_retry=0.2, max_attempts=4)
+HOOK = Receiver.model_validate(
+    {"name": "audit", "webhook": {"url": {"name": "hook", "key": "url"}}}
+)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HttpReceiver]:
+    got = HttpReceiver()
+    runner = await serve(got)
+    yield got
+    await runner.cleanup()
+
+
+def held_release() -> NotifyingSim:
+    """The minimal release: a hold (errors 3% for 1m), resumed, then to Succeeded."""
+    sim = NotifyingSim(
+        with_receivers(minimal_spec(), HOOK), constant({"errors": 0.001, "latency": 0.1})
+    )
+    sim.run(in_phase("canary"))
+    sim.metrics = constant({"errors": 0.03, "latency": 0.1})
+    sim.run(sim.state_is(State.HOLDING), limit=timedelta(minutes=5))
+    sim.metrics = constant({"errors": 0.001, "latency": 0.1})
+    sim.control(ControlAction.RESUME, by="alice")
+    sim.run(sim.state_is(State.SUCCEEDED))
+    return sim
+
+
+def notifier(store: MemoryStore, url: str, settings: DeliverySettings = FAST) -> Notifier:
+    target = Target(HOOK, "webhook", url=url, signing_key=KEY)
+    return Notifier(store, StaticResolver([target]), Telemetry(), settings)
+
+
+def verify(headers: dict[str, str], body: bytes, now: float, tolerance: float = 300) -> bool:
+    """What a receiver does, written from docs/notifications.md, not from phasegate."""
+    timestamp = headers["X-Phasegate-Timestamp"]
+    expected = hmac.new(KEY, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    fresh = abs(now - int(timestamp)) <= tolerance
+    return fresh and hmac.compare_digest(headers["X-Phasegate-Signature"], f"sha256={expected}")
+
+
+async def test_every_event_reaches_the_webhook_signed_once_in_order(receiver: HttpReceiver) -> None:
+    sim = held_release()
+    outbox = sim.status.notifications.outbox if sim.status.notifications else []
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    sender = notifier(store, receiver.url)
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    await sender.close()
+
+    bodies = [json.loads(r.body) for r in receiver.got]
+    assert [b["event"] for b in bodies] == [e.event for e in outbox]
+    assert [b["event"] for b in bodies] == [
+        "PhaseStarted",
+        "Hold",
+        "Resumed",
+        "CheckpointPassed",
+        "CheckpointPassed",
+        "PhaseEnded",
+        "PhaseStarted",
+        "CheckpointPassed",
+        "PhaseEnded",
+        "Succeeded",
+    ]
+    assert all(verify(r.headers, r.body, time.time()) for r in receiver.got)
+    assert not verify(receiver.got[0].headers, receiver.got[0].body + b" ", time.time())
+    assert not verify(receiver.got[0].headers, receiver.got[0].body, time.time() + 3600)
+    keys = [r.headers["Idempotency-Key"] for r in receiver.got]
+    assert keys == [b["idempotencyKey"] for b in bodies] and len(set(keys)) == len(keys)
+    hold = next(b for b in bodies if b["event"] == "Hold")
+    assert hold["decision"]["action"] == "Hold"
+    assert hold["decision"]["evidence"][0]["value"] == 0.03
+    assert hold["nextSteps"] == [
+        "kubectl phasegate resume cohort-analyzer -n learning",
+        "kubectl phasegate promote cohort-analyzer -n learning",
+        "kubectl phasegate abort cohort-analyzer -n learning",
+    ]
+    assert store.box.outbox == [] and store.box.delivered == keys
+    assert "secret-token" not in json.dumps(store.obj["status"])
+
+
+async def test_500s_and_timeouts_are_retried_until_delivered(receiver: HttpReceiver) -> None:
+    sim = NotifyingSim(with_receivers(minimal_spec(), HOOK), held_release().metrics)
+    sim.run(in_phase("canary"))
+    assert sim.status.notifications is not None
+    assert [e.event for e in sim.status.notifications.outbox] == ["PhaseStarted"]
+    receiver.answers = [(500, 0.0), (503, 0.0), (200, 2.0)]  # the third answers too late
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    sender = notifier(store, receiver.url)
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    await sender.close()
+    assert len(receiver.got) == 4
+    assert len({r.headers["Idempotency-Key"] for r in receiver.got}) == 1, "one event, retried"
+    assert store.box.outbox == [] and len(store.box.delivered) == 1
+    failures = sender.telemetry.counters["phasegate_notification_failures_total"]
+    assert sum(failures.values()) == 3
+
+
+async def test_a_receiver_that_keeps_failing_is_given_up_on_and_shown(
+    receiver: HttpReceiver,
+) -> None:
+    sim = NotifyingSim(with_receivers(minimal_spec(), HOOK), held_release().metrics)
+    sim.run(in_phase("canary"))
+    receiver.answers = [(500, 0.0)] * FAST.max_attempts
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    warnings: list[str] = []
+    sender = notifier(store, receiver.url)
+    sender.warn = lambda ns, name, message: warnings.append(message)
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    await sender.close()
+    assert len(receiver.got) == FAST.max_attempts
+    assert store.box.dropped == 1 and store.box.outbox == []
+    assert [f.receiver for f in store.box.failing] == ["audit"]
+    assert store.box.failing[0].reason == "HTTP 500 from the receiver"
+    assert "failed: HTTP 500" in warnings[0] and "given up after 4 attempts" in warnings[-1]
+    assert "secret-token" not in json.dumps(store.obj["status"]) + " ".join(warnings)
+
+
+async def test_a_restart_neither_resends_nor_loses_an_event(receiver: HttpReceiver) -> None:
+    sim = NotifyingSim(with_receivers(minimal_spec(), HOOK), held_release().metrics)
+    sim.run(in_phase("canary"))
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    receiver.answers = [(500, 0.0)]
+    first = notifier(store, receiver.url)
+    first.wake("learning", "cohort-analyzer")
+    await receiver.wait_for(1)
+    await first.close()  # the operator dies before its retry: the event is not delivered
+    assert len(store.box.outbox) == 1
+    second = notifier(store, receiver.url)
+    second.wake("learning", "cohort-analyzer")
+    await second.idle()
+    await second.close()
+    third = notifier(store, receiver.url)  # and restarted again, after delivery
+    third.wake("learning", "cohort-analyzer")
+    await third.idle()
+    await third.close()
+    delivered = [r for r in receiver.got if r.status == 200]
+    assert len(delivered) == 1, "delivered after the crash, and not again after the restart"
+    assert len(receiver.got) == 2
+    assert len({r.headers["Idempotency-Key"] for r in receiver.got}) == 1
+    assert store.box.outbox == []
+
+
+async def test_a_slow_receiver_does_not_slow_evaluations(receiver: HttpReceiver) -> None:
+    receiver.answers = [(200, 1.0)] * 50
+    spec = with_receivers(minimal_spec(), HOOK)
+    sim = NotifyingSim(spec, held_release().metrics)
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    sender = notifier(store, receiver.url, DeliverySettings(timeout=5.0))
+    ticks: list[float] = []
+    for _ in range(30):
+        started = time.perf_counter()
+        sim.step()
+        store.obj["status"] = rollout_object(sim.spec, sim.status)["status"]
+        sender.wake("learning", "cohort-analyzer")
+        ticks.append(time.perf_counter() - started)
+        sim.advance(timedelta(seconds=10))
+        await asyncio.sleep(0)
+    assert len(receiver.got) <= 1, "the receiver was still busy with the first request"
+    assert max(ticks) < 0.2, f"an evaluation waited for delivery: {max(ticks):.3f}s"
+    await receiver.wait_for(1)
+    await sender.close()
+
+
+def test_slack_messages_of_the_reference_release_stay_within_block_kit_limits() -> None:
+    hook = Receiver.model_validate({"name": "team", "slack": {"url": {"name": "s", "key": "u"}}})
+    spec = with_receivers(reference_spec(), hook, digest="15m")
+    sim = NotifyingSim(spec, healthy())
+    sim.step(approvals("ramp", "rollout"))
+    entries = []
+    while sim.status.state is not State.SUCCEEDED:
+        result = sim.step()
+        if sim.status.notifications:
+            entries += sim.status.notifications.outbox
+            sim.status.notifications.outbox = []
+        sim.advance(max(result.next_evaluation, timedelta(milliseconds=1)))
+    events = {e.event for e in entries}
+    assert {"CheckpointPassed", "PhaseStarted", "PhaseEnded", "Digest", "Succeeded"} <= events
+    for entry in entries:
+        message = slack.message(json.loads(entry.payload))
+        assert len(message["blocks"]) <= slack.MAX_BLOCKS
+        for block in message["blocks"]:
+            if block["type"] == "header":
+                assert len(block["text"]["text"]) <= slack.HEADER_TEXT
+            elif "fields" in block:
+                assert len(block["fields"]) <= slack.MAX_FIELDS
+                assert all(len(f["text"]) <= slack.FIELD_TEXT for f in block["fields"])
+            else:
+                assert len(block["text"]["text"]) <= slack.SECTION_TEXT
+    huge = json.loads(entries[0].payload) | {"message": "x" * 10_000}
+    assert len(slack.message(huge)["blocks"][1]["text"]["text"]) == slack.SECTION_TEXT
+    assert EventKind.DIGEST in events

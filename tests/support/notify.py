@@ -1,0 +1,132 @@
+"""A real HTTP receiver on loopback, an in-memory outbox store, and a simulator that fills
+the outbox as the operator does after each evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from phasegate.api import RolloutStatus
+from phasegate.api.notifications import NotificationsSpec, Receiver
+from phasegate.api.outbox import NotificationsStatus
+from phasegate.api.spec import RolloutSpec
+from phasegate.engine import Control, Evaluation
+from phasegate.notify.delivery import Target
+from phasegate.notify.events import Rollout, plan_notifications
+from support.reports import RecordingSim
+
+ROLLOUT = Rollout(namespace="learning", name="cohort-analyzer", uid="6f1c0d3e")
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass
+class HttpReceiver:
+    """Answers each POST with the next of ``answers`` (status, delay seconds), then 200."""
+
+    answers: list[tuple[int, float]] = field(default_factory=list)
+    got: list[Received] = field(default_factory=list)
+    url: str = ""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        status, delay = self.answers.pop(0) if self.answers else (200, 0.0)
+        self.got.append(Received(request.path, dict(request.headers), body, status))
+        self.changed.set()
+        if delay:
+            await asyncio.sleep(delay)  # the request has arrived; the answer comes late
+        return web.Response(status=status, text="ok" if status < 300 else "no")
+
+    async def wait_for(self, count: int, within: float = 10.0) -> None:
+        async def enough() -> None:
+            while len(self.got) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(enough(), within)
+
+
+async def serve(receiver: HttpReceiver) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.url = f"http://127.0.0.1:{port}/hook/secret-token"
+    return runner
+
+
+class MemoryStore:
+    """The rollout as the API would hold it; ``update`` changes only the outbox."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = copy.deepcopy(obj)
+        self.updates = 0
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.obj)
+
+    async def update(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[NotificationsStatus], NotificationsStatus],
+    ) -> None:
+        status = RolloutStatus.model_validate(self.obj.get("status") or {})
+        box = change(status.notifications or NotificationsStatus())
+        self.obj["status"]["notifications"] = box.model_dump(mode="json", by_alias=True)
+        self.updates += 1
+
+    @property
+    def box(self) -> NotificationsStatus:
+        status = RolloutStatus.model_validate(self.obj["status"])
+        return status.notifications or NotificationsStatus()
+
+
+class StaticResolver:
+    def __init__(self, targets: list[Target]) -> None:
+        self.list = targets
+
+    async def targets(self, namespace: str, spec: RolloutSpec) -> list[Target]:
+        return self.list
+
+
+@dataclass
+class NotifyingSim(RecordingSim):
+    """:class:`RecordingSim` that also writes the outbox, as the operator does."""
+
+    def step(self, controls: Iterable[Control] = ()) -> Evaluation:
+        before = self.status
+        result = plan_notifications(self.spec, before, super().step(controls), ROLLOUT, self.now)
+        self.status = result.status
+        self.history[-1] = result
+        return result
+
+
+def with_receivers(
+    spec: RolloutSpec, *receivers: Receiver, digest: str | None = None
+) -> RolloutSpec:
+    config = NotificationsSpec.model_validate({"receivers": list(receivers), "digest": digest})
+    return spec.model_copy(update={"notifications": config})
+
+
+def rollout_object(spec: RolloutSpec, status: RolloutStatus) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ROLLOUT.namespace, "name": ROLLOUT.name, "uid": ROLLOUT.uid},
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "status": status.model_dump(mode="json", by_alias=True),
+    }
