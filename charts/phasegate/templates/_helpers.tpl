@@ -72,6 +72,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.rbac.sharedNotificationReceivers }}
+# Notifications: receivers shared by a namespace or the cluster, read only from this ConfigMap.
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [phasegate-notifications]
+  verbs: [get]
+{{- end }}
 {{- with .Values.rbac.secretNames }}
 # Prometheus credentials, only the Secrets named in values.
 - apiGroups: [""]

@@ -18,7 +18,7 @@ from phasegate.api.durations import format_duration
 from phasegate.api.notifications import EventKind
 from phasegate.api.outbox import NotificationsStatus, OutboxEntry
 from phasegate.api.spec import RolloutSpec
-from phasegate.api.status import CriterionResult, RolloutStatus, State
+from phasegate.api.status import Condition, CriterionResult, RolloutStatus, State
 from phasegate.engine import Evaluation
 
 SCHEMA_VERSION = "phasegate.dev/notification/v1"
@@ -102,9 +102,28 @@ def plan_notifications(
     overflow = len(box.outbox) - OUTBOX_LIMIT
     if overflow > 0:
         box.outbox, box.dropped = box.outbox[overflow:], box.dropped + overflow
-    if box == (after.notifications or NotificationsStatus()):
+    conditions = [*after.conditions, _condition(before, box, now)]
+    if box == (after.notifications or NotificationsStatus()) and conditions == after.conditions:
         return evaluation
-    return dataclasses.replace(evaluation, status=after.model_copy(update={"notifications": box}))
+    changed = after.model_copy(update={"notifications": box, "conditions": conditions})
+    return dataclasses.replace(evaluation, status=changed)
+
+
+def _condition(before: RolloutStatus, box: NotificationsStatus, now: datetime) -> Condition:
+    """``NotificationsDelivered``: False while a receiver fails, naming it and why."""
+    ok = not box.failing
+    message = "; ".join(f"receiver {f.receiver}: {f.reason}" for f in box.failing)
+    status = "True" if ok else "False"
+    old = next((c for c in before.conditions if c.type == "NotificationsDelivered"), None)
+    return Condition(
+        type="NotificationsDelivered",
+        status=status,
+        reason="Delivered" if ok else "DeliveryFailing",
+        message=message or "every receiver answered",
+        last_transition_time=old.last_transition_time
+        if old is not None and old.status == status
+        else now,
+    )
 
 
 def _settled(

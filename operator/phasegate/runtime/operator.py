@@ -137,10 +137,13 @@ def register(
 
 
 def make_context(default_prometheus: str | None) -> Context:
+    from phasegate.notify.cluster import make_notifier
     from phasegate.runtime.telemetry import standard
 
+    kube, telemetry = Kube.from_environment(), standard(Telemetry())
     return Context(
-        kube=Kube.from_environment(),
-        telemetry=standard(Telemetry()),
+        kube=kube,
+        telemetry=telemetry,
         default_prometheus=default_prometheus,
+        notifier=make_notifier(kube, telemetry),
     )

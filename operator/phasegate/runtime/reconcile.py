@@ -36,6 +36,8 @@ from phasegate.engine import (
 )
 from phasegate.kube import Forbidden, Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
+from phasegate.notify.delivery import Notifier
+from phasegate.notify.hook import hand_over, with_notifications
 from phasegate.report.history import record_history
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, Router, router_for
@@ -55,6 +57,7 @@ class Context:
     kube: Kube
     telemetry: Telemetry
     default_prometheus: str | None = None
+    notifier: Notifier | None = None
     providers: dict[PrometheusSettings, Prometheus] = field(default_factory=dict)
 
     def prometheus(self, settings: PrometheusSettings) -> Prometheus:
@@ -199,6 +202,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         spec, status, observations, now, namespace=namespace, generation=generation
     )
     evaluation = record_history(spec, status, evaluation, measurements, now, namespace)
+    evaluation = with_notifications(ctx.notifier, spec, status, evaluation, meta, measurements, now)
     next_evaluation = evaluation.next_evaluation
 
     if evaluation.weight is not None and router is not None and route_weight != evaluation.weight:
@@ -232,6 +236,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}
     written = await _report(ctx, body, status, evaluation, stale)
+    hand_over(ctx.notifier, evaluation, meta)
     return Tick(evaluation, next_evaluation, written)
 
 

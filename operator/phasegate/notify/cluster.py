@@ -1,0 +1,201 @@
+"""The notifier's Kubernetes side: receivers from Secrets and the shared ConfigMap, and the
+outbox written back to the rollout's status. Blocking calls run in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import kopf
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from phasegate import GROUP, PLURAL, VERSION
+from phasegate.api.notifications import Receiver
+from phasegate.api.outbox import NotificationsStatus
+from phasegate.api.spec import RolloutSpec, SecretKeyRef
+from phasegate.api.status import RolloutStatus
+from phasegate.kube import Conflict, Forbidden, Kube, NotFound, translated
+from phasegate.notify.delivery import Notifier, Service, Target
+from phasegate.runtime.telemetry import Telemetry
+
+SHARED = "phasegate-notifications"  # ConfigMap with key `receivers`: a YAML list of receivers
+RECEIVERS = TypeAdapter(list[Receiver])
+
+
+class KubeStore:
+    """The outbox in the rollout's status, changed only if nobody wrote in between."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await asyncio.to_thread(self.kube.get_rollout, namespace, name)
+        except NotFound:
+            return None
+
+    async def update(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[NotificationsStatus], NotificationsStatus],
+    ) -> None:
+        for _ in range(5):
+            obj = await self.get(namespace, name)
+            if obj is None:
+                return
+            status = RolloutStatus.model_validate(obj.get("status") or {})
+            box = change(status.notifications or NotificationsStatus())
+            operations = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": obj["metadata"]["resourceVersion"],
+                },
+                {
+                    "op": "add",
+                    "path": "/status/notifications",
+                    "value": box.model_dump(mode="json", by_alias=True),
+                },
+            ]
+            try:
+                await asyncio.to_thread(self._patch, namespace, name, operations)
+                return
+            except Conflict:
+                continue  # an evaluation wrote first: read again
+
+    def _patch(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        with translated():
+            self.kube.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                operations,
+                _content_type="application/json-patch+json",
+            )
+
+
+class KubeResolver:
+    """Receivers of a rollout: its own, and those it names from the shared ConfigMap of its
+    namespace, else of the operator's namespace (``home``)."""
+
+    def __init__(self, kube: Kube, home: str | None) -> None:
+        self.kube, self.home = kube, home
+
+    async def targets(self, namespace: str, spec: RolloutSpec) -> list[Target]:
+        config = spec.notifications
+        if config is None:
+            return []
+        return await asyncio.to_thread(self._resolve, namespace, config.receivers)
+
+    def _resolve(self, namespace: str, receivers: list[Receiver]) -> list[Target]:
+        shared: dict[str, dict[str, Receiver]] = {}
+        out = []
+        for receiver in receivers:
+            if receiver.service is not None:
+                out.append(self._target(namespace, receiver))
+                continue
+            where, found, error = self._shared(namespace, receiver, shared)
+            if found is None:
+                out.append(Target(receiver, error=error))
+                continue
+            if receiver.events is not None:  # the rollout chooses its own events
+                found = found.model_copy(update={"events": receiver.events})
+            out.append(self._target(where, found))
+        return out
+
+    def _shared(
+        self, namespace: str, receiver: Receiver, cache: dict[str, dict[str, Receiver]]
+    ) -> tuple[str, Receiver | None, str]:
+        places = [namespace] + ([self.home] if self.home and self.home != namespace else [])
+        problems = []
+        for place in places:
+            if place not in cache:
+                cache[place], problem = self._configmap(place)
+                problems += [problem] if problem else []
+            if receiver.name in cache[place]:
+                return place, cache[place][receiver.name], ""
+        where = " or ".join(f"{p}/{SHARED}" for p in places)
+        detail = f" ({'; '.join(problems)})" if problems else ""
+        return namespace, None, f"receiver {receiver.name!r} is not defined in {where}{detail}"
+
+    def _configmap(self, namespace: str) -> tuple[dict[str, Receiver], str]:
+        try:
+            with translated():
+                found = self.kube.core.read_namespaced_config_map(SHARED, namespace)
+        except NotFound:
+            return {}, ""
+        except Forbidden as error:
+            return {}, str(error)
+        try:
+            items = RECEIVERS.validate_python(
+                yaml.safe_load((found.data or {}).get("receivers") or "[]")
+            )
+        except (ValidationError, yaml.YAMLError) as error:
+            return {}, f"{namespace}/{SHARED} key receivers is invalid: {error}"
+        return {r.name: r for r in items if r.service is not None}, ""
+
+    def _target(self, namespace: str, receiver: Receiver) -> Target:
+        kinds: tuple[Service, ...] = ("slack", "teams", "webhook")
+        service = next(n for n in kinds if getattr(receiver, n) is not None)
+        settings = receiver.service
+        assert settings is not None
+        try:
+            url = self._secret(namespace, settings.url)
+            key = getattr(settings, "signing_key", None)
+            signing = self._secret(namespace, key).encode() if key is not None else None
+        except (NotFound, Forbidden) as error:
+            return Target(receiver, service, error=f"cannot read its Secret: {error}")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            where = f"Secret {namespace}/{settings.url.name} key {settings.url.key}"
+            return Target(receiver, service, error=f"the URL in {where} is not an http(s) URL")
+        return Target(receiver, service, url=url.strip(), signing_key=signing)
+
+    def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
+        with translated():
+            secret = self.kube.core.read_namespaced_secret(ref.name, namespace)
+        data = (secret.data or {}).get(ref.key)
+        if data is None:
+            raise NotFound(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
+        return base64.b64decode(data).decode()
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def operator_namespace() -> str | None:
+    """Where the operator runs: the home of cluster-wide receivers. None outside a cluster."""
+    path = Path(SERVICE_ACCOUNT_NAMESPACE)
+    return os.environ.get("POD_NAMESPACE") or (path.read_text().strip() if path.exists() else None)
+
+
+def post_warning(namespace: str, name: str, message: str) -> None:
+    """A Warning Event on the rollout; kopf posts it in the background."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ProgressiveRollout",
+        "metadata": {"namespace": namespace, "name": name},
+    }
+    kopf.warn(kopf.Body(cast(kopf.RawBody, body)), reason="NotificationFailed", message=message)
+
+
+def make_notifier(kube: Kube, telemetry: Telemetry) -> Notifier:
+    """The operator's notifier, on its own clients."""
+    for series, text in {
+        "phasegate_notifications_sent_total": "Notifications delivered, by service and event.",
+        "phasegate_notification_failures_total": "Failed delivery attempts, by service.",
+        "phasegate_notifications_dropped_total": "Notifications given up after every attempt.",
+        "phasegate_notification_duration_seconds": "Time a receiver took to answer.",
+    }.items():
+        telemetry.describe(series, text)
+    resolver = KubeResolver(kube, operator_namespace())
+    return Notifier(KubeStore(kube), resolver, telemetry, warn=post_warning)
