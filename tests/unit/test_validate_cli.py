@@ -23,7 +23,7 @@ def validate(*files: Path | str) -> subprocess.CompletedProcess[str]:
 def test_valid_manifest_passes() -> None:
     result = validate(REFERENCE)
     assert result.returncode == 0, result.stdout
-    assert "1 ProgressiveRollout(s) checked, all valid" in result.stdout
+    assert result.stdout.splitlines() == ["1 ProgressiveRollout(s) checked, all valid"]
 
 
 def test_every_problem_is_printed_with_file_and_field(tmp_path: Path) -> None:
@@ -42,6 +42,29 @@ def test_every_problem_is_printed_with_file_and_field(tmp_path: Path) -> None:
         for line in lines
     )
     assert lines[-1] == "2 ProgressiveRollout(s) checked, 1 invalid"
+
+
+def test_the_examples_carry_no_warning() -> None:
+    result = validate(*sorted(REFERENCE.parent.glob("*.yaml")))
+    assert result.returncode == 0, result.stdout
+    assert ": warning: " not in result.stdout and result.stdout.endswith("all valid\n")
+
+
+def test_a_ratio_whose_numerator_can_vanish_is_a_warning(tmp_path: Path) -> None:
+    unguarded = tmp_path / "unguarded.yaml"
+    unguarded.write_text(REFERENCE.read_text().replace(") or vector(0))", "))", 1))
+    result = validate(unguarded)
+    assert result.returncode == 0, result.stdout  # a warning, not a problem
+    (warning,) = [line for line in result.stdout.splitlines() if ": warning: " in line]
+    assert warning.startswith(
+        f"{unguarded}: ProgressiveRollout/cohort-analyzer: warning: "
+        "spec.metrics[0].query (error-rate): the numerator selects "
+        'http_requests_total{code=~"5.."}'
+    )
+    assert "or vector(0)" in warning
+    assert (
+        result.stdout.splitlines()[-1] == "1 ProgressiveRollout(s) checked, all valid, 1 warning(s)"
+    )
 
 
 def test_unreadable_and_broken_files_are_reported(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""``phasegate validate FILE...``: check manifests offline, like a linter."""
+"""``phasegate validate FILE...``: check manifests offline, like a linter.
+
+Problems make a manifest invalid (exit code 1); warnings (queries that are valid but
+mislead, see :mod:`phasegate.api.lint`) are printed and change no exit code."""
 
 from __future__ import annotations
 
@@ -8,13 +11,15 @@ from typing import TextIO
 
 import yaml
 
+from phasegate.api.lint import spec_warnings
 from phasegate.api.resource import ProgressiveRollout
 from phasegate.api.validation import validate_rollout
 
 
 def validate_files(paths: list[str], out: TextIO = sys.stdout) -> int:
-    """Print every problem with its file and field path; 1 if any manifest is invalid."""
-    problems = checked = 0
+    """Print every problem and warning with its file and field path; 1 if any manifest is
+    invalid."""
+    problems = checked = warned = 0
     for path in paths:
         try:
             documents = list(yaml.safe_load_all(Path(path).read_text()))
@@ -35,9 +40,14 @@ def validate_files(paths: list[str], out: TextIO = sys.stdout) -> int:
             for problem in errors:
                 print(f"{path}: ProgressiveRollout/{name}: {problem}", file=out)
             problems += bool(errors)
+            for warning in spec_warnings(doc.get("spec")):
+                print(f"{path}: ProgressiveRollout/{name}: warning: {warning}", file=out)
+                warned += 1
     if checked == 0 and problems == 0:
         print("no ProgressiveRollout found in " + ", ".join(paths), file=out)
         return 1
     summary = f"{problems} invalid" if problems else "all valid"
+    if warned:
+        summary += f", {warned} warning(s)"
     print(f"{checked} ProgressiveRollout(s) checked, {summary}", file=out)
     return 1 if problems else 0
