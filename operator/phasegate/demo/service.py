@@ -3,7 +3,8 @@
 ``GET /`` answers a request; its error rate and latency come from flags and can be changed
 at runtime with ``POST /config`` (JSON: ``error_rate``, ``latency``, ``revenue``). ``/metrics``
 exports ``http_requests_total{service,code,segment}``, the latency histogram
-``http_request_duration_seconds`` and the business counter ``revenue_total``.
+``http_request_duration_seconds`` and the business counter ``revenue_total{service,segment}``;
+a labelled series exists only once a request with its labels was answered.
 """
 
 from __future__ import annotations
@@ -37,11 +38,8 @@ class Counters:
 
 
 def build_app(service: str, behaviour: Behaviour, seed: int | None = None) -> web.Application:
+    # As with prometheus_client: a labelled series appears with its first observation.
     counters = Counters()
-    for segment in SEGMENTS:  # export every series from the start, at 0, as exporters should
-        for code in ("200", "500"):
-            counters.requests[(code, segment)] = 0
-        counters.revenue[segment] = 0.0
     rng = random.Random(seed)
 
     async def answer(request: web.Request) -> web.Response:
