@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 KIND_CLUSTER ?= phasegate
 IMAGE ?= phasegate:dev
 SCENARIO ?= healthy
+KUBE ?= local
+CLUSTER_DIR ?= .cluster
 
 .PHONY: help install lint format test unit integration crds manifests bench demo prometheus \
-        image kind-up e2e-kind kind-down clean
+        cluster-build cluster-up cluster-down image kind-up e2e-kind kind-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,26 +24,27 @@ $(BIN)/phasegate: pyproject.toml
 install: $(BIN)/phasegate ## create .venv and install phasegate with its test extra
 
 lint: install ## ruff, mypy --strict, import-linter layers
-	$(BIN)/ruff check operator tests benchmarks scripts
-	$(BIN)/ruff format --check operator tests benchmarks scripts
+	$(BIN)/ruff check operator tests benchmarks scripts cluster
+	$(BIN)/ruff format --check operator tests benchmarks scripts cluster
 	$(BIN)/mypy operator/phasegate
 	MYPYPATH=tests $(BIN)/mypy benchmarks
+	$(BIN)/mypy cluster/controlplane.py
 	$(BIN)/lint-imports
 
 format: install ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix operator tests benchmarks scripts
-	$(BIN)/ruff format operator tests benchmarks scripts
+	$(BIN)/ruff check --fix operator tests benchmarks scripts cluster
+	$(BIN)/ruff format operator tests benchmarks scripts cluster
 
 prometheus: ## install Debian's prometheus when it is missing (needs root)
 	@command -v prometheus >/dev/null || scripts/install-prometheus
 
-test: lint prometheus ## lint, then the whole test suite
+test: lint prometheus cluster-build ## lint, then the whole test suite (local API and a real control plane)
 	$(BIN)/pytest -q
 
 unit: install ## the fast tests only (no Prometheus, no operator processes)
 	$(BIN)/pytest -q -m "not integration"
 
-integration: install prometheus ## the end-to-end scenarios on real processes
+integration: install prometheus cluster-build ## the end-to-end scenarios on real processes
 	$(BIN)/pytest -q -m integration
 
 crds: install ## regenerate crds/ (and the chart's copy) from the models
@@ -55,8 +58,23 @@ manifests: install ## regenerate manifests/install/ from the chart's defaults
 bench: install prometheus ## benchmarks: engine, local API, operator, install footprint (figures printed)
 	$(BIN)/python -m benchmarks
 
-demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary)
+demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary; KUBE=real: on `make cluster-up`'s control plane)
+ifeq ($(KUBE),real)
+	$(MAKE) cluster-up
+	$(BIN)/phasegate demo --scenario $(SCENARIO) --kubeconfig $(CLUSTER_DIR)/kubeconfig
+else
 	$(BIN)/phasegate demo --scenario $(SCENARIO)
+endif
+
+# ---- a real control plane from Go modules, no Docker (cluster/versions.env pins it) -------
+cluster-build: ## build etcd, kube-apiserver, controllers, kwok, helm once per version (cached)
+	cluster/build all >/dev/null
+
+cluster-up: install cluster-build ## start it; kubeconfig at .cluster/kubeconfig
+	$(BIN)/python cluster/controlplane.py up --dir $(CLUSTER_DIR)
+
+cluster-down: ## stop every process cluster-up started, by PID
+	$(BIN)/python cluster/controlplane.py down --dir $(CLUSTER_DIR)
 
 # ---- a real cluster, for users with Docker (not part of `make test`) ----------------------
 image: ## build the operator image

@@ -128,9 +128,12 @@ class Component:
     pid: int
     binary: str
     log: Path
+    popen: subprocess.Popen[bytes] | None = None  # when this process started it
 
     def alive(self) -> bool:
         """Running, and still the process we started (a PID can be reused)."""
+        if self.popen is not None:
+            return self.popen.poll() is None
         try:
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0]
             stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -153,6 +156,8 @@ class Component:
             time.sleep(0.05)
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
+        if self.popen is not None:
+            self.popen.wait(timeout)  # reaped: no zombie left behind
 
 
 @dataclass
@@ -163,7 +168,6 @@ class ControlPlane:
     binaries: dict[str, Path] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
-    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
@@ -239,7 +243,7 @@ class ControlPlane:
         rows = []
         for user, groups in USERS.items():
             token = f"{user}-{os.urandom(12).hex()}"
-            rows.append(f'{token},{user},{user},"{",".join(groups)}"')
+            rows.append(f"{token},{user},{user}" + (f',"{",".join(groups)}"' if groups else ""))
             config = kubeconfig(self.server, certs.ca, user, {"token": token})
             self.user_kubeconfig(user).write_text(yaml.safe_dump(config))
         (self.directory / "pki" / "tokens.csv").write_text("\n".join(rows) + "\n")
@@ -255,15 +259,14 @@ class ControlPlane:
                 cwd=self.directory,
                 start_new_session=True,  # outlives `make cluster-up`; stopped by PID
             )
-        self._children[name] = popen
-        component = Component(name, popen.pid, str(binary), log)
+        component = Component(name, popen.pid, str(binary), log, popen)
         self.components[name] = component
         return component
 
     def _wait(self, component: Component, what: str, check: Any, timeout: float = 60) -> None:
         def ready() -> Any:
             if not component.alive():
-                code = self._children[component.name].poll()
+                code = component.popen.poll() if component.popen else None
                 raise StartError(
                     f"{component.name} exited (code {code}) before {what}; "
                     f"its log ({component.log}) ends:\n{component.log_tail()}"
@@ -306,6 +309,9 @@ class ControlPlane:
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # Nothing runs in the cluster to reach the apiserver through its Service, and
+                # the reconciler refuses a loopback address.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -319,9 +325,41 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
             ],
         )
         self._wait(api, "answering /readyz", lambda: self.get("/readyz") == "ok", timeout=90)
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON line per request of a ServiceAccount (not the control plane's own)."""
+        return self.directory / "logs" / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [
+                {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+                {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                {"level": "None"},
+            ],
+        }
+        path = self.directory / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
+    def audited(self, user: str) -> list[dict[str, Any]]:
+        """The requests ``user`` made, as the apiserver's audit log recorded them."""
+        try:
+            lines = self.audit_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        events = (json.loads(line) for line in lines if line.strip())
+        return [e for e in events if e.get("user", {}).get("username") == user]
 
     def _start_controllers(self) -> None:
         pki = self.directory / "pki"
@@ -363,10 +401,12 @@ class ControlPlane:
             self.binaries["KWOK_BIN"] / "kwok",
             [
                 f"--kubeconfig={self.directory / 'kwok.kubeconfig'}",
+                f"--config={self.binaries['KWOK_BIN'] / 'stages.yaml'}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.244.0.0/16",
                 "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",  # heartbeats, so nodes stay Ready
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",
             ],
         )
@@ -389,13 +429,17 @@ class ControlPlane:
         documents = [
             *(d for d in yaml.safe_load_all((crds / "gateway-api.yaml").read_text()) if d),
             *istio,
-            *(d for d in yaml.safe_load_all((crds / "smi.yaml").read_text()) if d),
+            *(v1_crd(d) for d in yaml.safe_load_all((crds / "smi.yaml").read_text()) if d),
         ]
         self.kubectl(
             "apply", "--server-side", "--field-manager=cluster-up", "-f", "-",
             stdin=yaml.safe_dump_all(documents),
         )  # fmt: skip
-        names = [f"crd/{d['metadata']['name']}" for d in documents]
+        names = [
+            f"crd/{d['metadata']['name']}"
+            for d in documents
+            if d["kind"] == "CustomResourceDefinition"
+        ]
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def _nodes_ready(self) -> bool:
@@ -424,14 +468,17 @@ class ControlPlane:
             return r.read().decode()  # type: ignore[no-any-return]
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
             input=stdin,
             capture_output=True,
             text=True,
-            check=True,
-            timeout=60,
+            check=False,
+            timeout=120,
         )
+        if result.returncode != 0:
+            raise StartError(f"kubectl {' '.join(args[:3])}: {result.stderr.strip()[-2000:]}")
+        return result
 
     def restart_apiserver(self) -> None:
         """Stop kube-apiserver and start it again on the same port and storage."""
@@ -445,9 +492,6 @@ class ControlPlane:
         """Stop every component this control plane started, newest first, by PID."""
         for component in reversed(list(self.components.values())):
             component.stop()
-        for popen in self._children.values():
-            if popen.poll() is None:
-                popen.wait(timeout=5)
         self.components.clear()
         state = self.directory / "state.json"
         state.unlink(missing_ok=True)
@@ -474,6 +518,27 @@ class ControlPlane:
                 c["name"], c["pid"], c["binary"], Path(c["log"])
             )
         return plane
+
+
+def v1_crd(crd: dict[str, Any]) -> dict[str, Any]:
+    """A CRD in apiextensions.k8s.io/v1. SMI's last release (smi-sdk-go v0.5.0) publishes
+    TrafficSplit as v1beta1, which Kubernetes stopped serving in 1.22: convert it as the
+    apiserver converted stored v1beta1 CRDs — the same names, versions, columns and schema
+    for every version, and the root ``type: object`` a structural schema needs."""
+    if crd["apiVersion"] == "apiextensions.k8s.io/v1":
+        return crd
+    spec = dict(crd["spec"])
+    schema = {"type": "object", **spec.pop("validation")["openAPIV3Schema"]}
+    columns = [
+        {("jsonPath" if key == "JSONPath" else key): value for key, value in column.items()}
+        for column in spec.pop("additionalPrinterColumns", [])
+    ]
+    spec.pop("version", None)
+    spec["versions"] = [
+        {**version, "schema": {"openAPIV3Schema": schema}, "additionalPrinterColumns": columns}
+        for version in spec["versions"]
+    ]
+    return {**crd, "apiVersion": "apiextensions.k8s.io/v1", "spec": spec}
 
 
 def fake_node(name: str) -> dict[str, Any]:
