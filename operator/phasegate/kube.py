@@ -33,6 +33,12 @@ class Forbidden(PermissionError):
     """RBAC refused the request (403); the message is the API's, naming the missing right."""
 
 
+def unchanged_since(resource_version: str) -> dict[str, str]:
+    """A JSON patch operation that makes the write conditional: the apiserver answers 409
+    when the object changed since ``resource_version`` (a failed ``test`` would be a 422)."""
+    return {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+
+
 @dataclass
 class Kube:
     api: ApiClient
@@ -74,6 +80,22 @@ class Kube:
                 group, version, namespace, plural, name
             )
             return cast(dict[str, Any], found)
+
+    def get_cluster_custom(
+        self, group: str, version: str, plural: str, name: str
+    ) -> dict[str, Any]:
+        with translated():
+            found = self.custom.get_cluster_custom_object(group, version, plural, name)
+            return cast(dict[str, Any], found)
+
+    def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API serves ``plural`` in ``group/version`` (its CRD is installed)."""
+        try:
+            with translated():
+                found = self.custom.get_api_resources(group, version)
+        except NotFound:
+            return False
+        return any(resource.name == plural for resource in found.resources or [])
 
     def get_rollout(self, namespace: str, name: str) -> dict[str, Any]:
         return self.get_custom(GROUP, VERSION, PLURAL, namespace, name)

@@ -68,7 +68,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds after which a silent replica is presumed dead (default: 60)",
     )
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
-    run.add_argument("--health-port", type=int, default=8080, help="liveness endpoint /healthz")
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=8080,
+        help="/healthz (liveness) and /readyz (readiness, with what it waits for)",
+    )
     run.add_argument("--metrics-port", type=int, default=8081, help="the operator's own /metrics")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", default="json", choices=["json", "console"])

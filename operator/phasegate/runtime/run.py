@@ -10,7 +10,9 @@ import structlog
 from aiohttp import web
 
 from phasegate.runtime import logs
+from phasegate.runtime.health import Readiness, health_app
 from phasegate.runtime.operator import make_context, register
+from phasegate.runtime.peering import await_peerings, peerings
 from phasegate.runtime.telemetry import metrics_app
 
 log = structlog.get_logger("phasegate")
@@ -29,7 +31,7 @@ class RunOptions:
     peering_lifetime: int = 60
 
 
-async def _serve_metrics(app: web.Application, port: int) -> web.AppRunner:
+async def _serve(app: web.Application, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
@@ -47,15 +49,27 @@ async def run(options: RunOptions) -> None:
         priority=options.priority,
         peering_lifetime=options.peering_lifetime,
     )
-    runner = await _serve_metrics(metrics_app(context.telemetry), options.metrics_port)
+    readiness = Readiness({"kopf": "kopf is starting"})
+    runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
+        await _serve(health_app(readiness), options.health_port),
+        await _serve(metrics_app(context.telemetry), options.metrics_port),
+    ]
     log.info(
         "starting",
         namespaces=list(options.namespaces) or "all",
         peering=options.peering,
         priority=options.priority,
         health=f":{options.health_port}/healthz",
+        readiness=f":{options.health_port}/readyz",
         metrics=f":{options.metrics_port}/metrics",
     )
+    started = asyncio.Event()
+    helpers = [
+        asyncio.create_task(_when_started(started, readiness)),
+        asyncio.create_task(
+            await_peerings(context.kube, peerings(options.peering, options.namespaces), readiness)
+        ),
+    ]
     try:
         await kopf.operator(
             registry=registry,
@@ -64,11 +78,20 @@ async def run(options: RunOptions) -> None:
             standalone=options.peering is None,
             peering_name=options.peering,
             priority=options.priority,
-            liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz",
+            ready_flag=started,
         )
     finally:
-        await runner.cleanup()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        for runner in runners:
+            await runner.cleanup()
         log.info("stopped")
+
+
+async def _when_started(started: asyncio.Event, readiness: Readiness) -> None:
+    await started.wait()
+    readiness.done("kopf")
 
 
 def main(options: RunOptions) -> int:
