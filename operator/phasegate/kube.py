@@ -33,7 +33,7 @@ class Forbidden(PermissionError):
     """RBAC refused the request (403); the message is the API's, naming the missing right."""
 
 
-def unchanged_since(resource_version: str) -> dict[str, str]:
+def unchanged_since(resource_version: str) -> dict[str, Any]:
     """A JSON patch operation that makes the write conditional: the apiserver answers 409
     when the object changed since ``resource_version`` (a failed ``test`` would be a 422)."""
     return {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}

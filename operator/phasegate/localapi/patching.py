@@ -32,11 +32,7 @@ MERGE_KEYS = {
 
 
 class PatchError(ValueError):
-    """The patch cannot be applied (422), or a ``test`` failed (``conflict``: 409)."""
-
-    def __init__(self, message: str, *, conflict: bool = False) -> None:
-        super().__init__(message)
-        self.conflict = conflict
+    """The patch cannot be applied (422)."""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -53,19 +49,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902. A failing ``test`` on ``/metadata/resourceVersion`` is a conflict."""
+    """RFC 6902. A failing ``test`` is a 422, as kube-apiserver answers; a stale
+    ``resourceVersion`` written by the patch is what makes a conflict (409)."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch is a list of operations")
     try:
         return jsonpatch.JsonPatch(operations).apply(target, in_place=False)
     except jsonpatch.JsonPatchTestFailed as error:
-        stale = any(
-            isinstance(op, dict)
-            and op.get("op") == "test"
-            and op.get("path") == "/metadata/resourceVersion"
-            for op in operations
-        )
-        raise PatchError(f"the JSON patch test failed: {error}", conflict=stale) from error
+        raise PatchError(f"the JSON patch test failed: {error}") from error
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as error:
         raise PatchError(f"the JSON patch cannot be applied: {error}") from error
 

@@ -20,7 +20,7 @@ from phasegate.api.notifications import Receiver
 from phasegate.api.outbox import NotificationsStatus
 from phasegate.api.spec import RolloutSpec, SecretKeyRef
 from phasegate.api.status import RolloutStatus
-from phasegate.kube import Conflict, Forbidden, Kube, NotFound, translated
+from phasegate.kube import Conflict, Forbidden, Kube, NotFound, translated, unchanged_since
 from phasegate.notify.delivery import Notifier, Service, Target
 from phasegate.runtime.telemetry import Telemetry
 
@@ -53,11 +53,7 @@ class KubeStore:
             status = RolloutStatus.model_validate(obj.get("status") or {})
             box = change(status.notifications or NotificationsStatus())
             operations = [
-                {
-                    "op": "test",
-                    "path": "/metadata/resourceVersion",
-                    "value": obj["metadata"]["resourceVersion"],
-                },
+                unchanged_since(obj["metadata"]["resourceVersion"]),
                 {
                     "op": "add",
                     "path": "/status/notifications",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-from phasegate.kube import Kube, NotFound, translated
+from phasegate.kube import Kube, NotFound, translated, unchanged_since
 from phasegate.traffic.router import RouteError
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
@@ -115,7 +115,7 @@ class NginxRouter:
         }
         version = canary["metadata"]["resourceVersion"]
         ops = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            unchanged_since(version),
             {"op": "replace", "path": "/metadata/annotations", "value": annotations},
             {"op": "replace", "path": "/spec", "value": wanted["spec"]},
         ]

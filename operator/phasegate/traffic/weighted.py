@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from phasegate.kube import Kube, NotFound
+from phasegate.kube import Kube, NotFound, unchanged_since
 from phasegate.traffic.router import RouteError
 
 ORIGINAL = "phasegate.dev/original-weights"
@@ -63,8 +63,7 @@ class WeightedRouter:
             raise RouteError(f"{self.title} not found") from None
 
     def _patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
-        rv = obj["metadata"]["resourceVersion"]
-        version = {"op": "test", "path": "/metadata/resourceVersion", "value": rv}
+        version = unchanged_since(obj["metadata"]["resourceVersion"])
         self.kube.json_patch_custom(
             self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
         )
