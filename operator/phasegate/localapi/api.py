@@ -618,6 +618,13 @@ class KubernetesAPI:
         obj = copy.deepcopy(body)
         obj.setdefault("apiVersion", resource.group_version)
         obj.setdefault("kind", resource.kind)
+        if resource.crd_name and obj["kind"] != resource.kind:
+            raise APIError(
+                422,
+                "Invalid",
+                f'{obj["kind"]}.{resource.group} "{(obj.get("metadata") or {}).get("name", "")}" '
+                f'is invalid: kind: Invalid value: "{obj["kind"]}": must be {resource.kind}',
+            )
         if obj["kind"] != resource.kind or obj["apiVersion"] != resource.group_version:
             raise APIError(
                 400,
@@ -824,12 +831,6 @@ class KubernetesAPI:
         try:
             patched = patching.apply_patch(kind, copy.deepcopy(base), body)
         except patching.PatchError as error:
-            if error.conflict:
-                raise APIError(
-                    409,
-                    "Conflict",
-                    f"Operation cannot be fulfilled on {target.describe()}: {error}",
-                ) from None
             raise APIError(422, "Invalid", str(error)) from None
         if not isinstance(patched, dict):
             raise APIError(422, "Invalid", "the patch does not produce an object")

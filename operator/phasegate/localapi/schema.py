@@ -217,6 +217,14 @@ def _scalar(schema: Schema, value: Any, where: str, result: Result) -> None:
                     f"Invalid value: {shown}: {where} in body should match '{pattern}'",
                 )
             )
+        if schema.get("format") == "date-time" and not RFC3339.fullmatch(value):
+            result.causes.append(
+                Cause(
+                    where,
+                    "FieldValueInvalid",
+                    f"Invalid value: {shown}: {where} in body must be of type date-time: {shown}",
+                )
+            )
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if low is not None and (value <= low if schema.get("exclusiveMinimum") else value < low):
@@ -237,6 +245,10 @@ def _scalar(schema: Schema, value: Any, where: str, result: Result) -> None:
                     f"Invalid value: {shown}: {where} in body should be {word} {high}",
                 )
             )
+
+
+# RFC 3339 date-time, as the apiserver checks ``format: date-time``: the offset is required.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 @lru_cache(maxsize=512)
