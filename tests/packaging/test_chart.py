@@ -76,7 +76,7 @@ def test_the_pod_runs_non_root_read_only_with_no_capabilities(case: str) -> None
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
