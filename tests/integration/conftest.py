@@ -1,14 +1,24 @@
-"""Real processes: the local Kubernetes API, Prometheus, demo services, load, the operator."""
+"""Real processes: a Kubernetes API, Prometheus, demo services, load, the operator.
+
+Every scenario runs twice: on the local API (``[local]``), and on the real control plane of
+cluster/ (``[real]``: kube-apiserver, controllers and kwok's nodes, the chart installed by
+helm, the operator authenticated as the chart's ServiceAccount). With
+``PHASEGATE_E2E_KUBECONFIG`` (``make e2e-kind``) the ``[local]`` run uses that cluster."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from phasegate.demo.stack import stack
+from support.cluster import SERVICE_ACCOUNT, RealCluster
 from support.world import Cluster, World, start_world
+
+BACKENDS = ["local", pytest.param("real", marks=pytest.mark.cluster)]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -17,20 +27,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """The local stack, or with ``PHASEGATE_E2E_KUBECONFIG`` that cluster as its API."""
-    with stack(tmp_path) as running:
-        world = start_world(running, Cluster.from_environment())
+@contextmanager
+def running_world(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, provider: str = "gatewayAPI"
+) -> Iterator[World]:
+    """A world on ``backend``; on the real control plane, any 403 the operator met fails."""
+    with contextlib.ExitStack() as scope:
+        on = Cluster.from_environment()
+        if backend == "real":
+            real: RealCluster = request.getfixturevalue("real_cluster")
+            on = Cluster(real.kubeconfig, SERVICE_ACCOUNT, None)
+            scope.enter_context(real.refusing_nothing())
+        running = scope.enter_context(stack(tmp_path))
+        world = start_world(running, on, provider=provider)
         yield world
         world.clean_up()
 
 
-@pytest.fixture(params=["istio", "smi", "nginx"])
+@pytest.fixture(params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The stack with its API: the local one, or a cluster (see the module's docstring)."""
+    with running_world(request, tmp_path, request.param) as world:
+        yield world
+
+
+@pytest.fixture(
+    params=[
+        pytest.param((backend, provider), id=f"{provider}-{backend}", marks=marks)
+        for backend, marks in (("local", ()), ("real", (pytest.mark.cluster,)))
+        for provider in ("istio", "smi", "nginx")
+    ]
+)
 def mesh_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """The same, with the traffic split by an Istio VirtualService, an SMI TrafficSplit or
     an NGINX canary Ingress instead of the HTTPRoute."""
-    with stack(tmp_path) as running:
-        world = start_world(running, Cluster.from_environment(), provider=request.param)
+    backend, provider = request.param
+    with running_world(request, tmp_path, backend, provider) as world:
         yield world
-        world.clean_up()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from support.kube import ROOT, Kube, kubectl
 
 RELEASE_NAMESPACE = "phasegate-system"
 SERVICE_ACCOUNT = f"{RELEASE_NAMESPACE}/phasegate"
+OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:phasegate"
 TRAFFIC_PROVIDERS = "{gatewayAPI,istio,smi,nginx}"
 
 
@@ -50,6 +52,19 @@ class RealCluster:
             "--set", f"rbac.trafficProviders={TRAFFIC_PROVIDERS}",
             *values, "--wait", "--timeout", "120s",
         )  # fmt: skip
+
+    @contextmanager
+    def refusing_nothing(self) -> Iterator[None]:
+        """Fail when the apiserver refused the operator's ServiceAccount anything (403) in
+        the block: a grant the chart lacks, even where the operator carries on regardless."""
+        start = len(self.plane.audited(OPERATOR_USER))
+        yield
+        refused = [
+            f"{e['verb']} {e['requestURI']}: {e['responseStatus'].get('message', '')}"
+            for e in self.plane.audited(OPERATOR_USER)[start:]
+            if e.get("responseStatus", {}).get("code") == 403
+        ]
+        assert not refused, "the chart's RBAC refused the operator:\n" + "\n".join(refused)
 
     def namespace(self) -> str:
         name = f"t-{secrets.token_hex(3)}"

@@ -23,7 +23,7 @@ import yaml
 from phasegate.demo.stack import ROOT, Process, Stack
 from phasegate.kube import Kube as Clients
 from phasegate.traffic import ROUTERS, Router
-from support.kube import Kube, kubectl
+from support.kube import Kube
 
 PROVIDER_CRDS = ROOT / "manifests/local/provider-crds.yaml"
 
@@ -41,8 +41,9 @@ def release(name: str = "web", revision: str = "v1", **changes: Any) -> dict[str
         "metrics": [
             {
                 "name": "error-rate",
-                "query": 'sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) '
-                '/ sum(rate(http_requests_total{service="{{service}}"}[5s]))',
+                "query": '(sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s]))'
+                " or vector(0))"
+                ' / sum(rate(http_requests_total{service="{{service}}"}[5s]))',
             },
             {
                 "name": "p99-latency",
@@ -118,10 +119,7 @@ def attach(running: Stack, cluster: Cluster) -> None:
     """Use ``cluster`` as the stack's Kubernetes API: this checkout's CRDs, the traffic
     providers' (minimal) CRDs where the cluster has none, and the operator's credentials when
     a ServiceAccount is named."""
-    flat = kubectl(cluster.kubeconfig, "config", "view", "--raw", "--minify", "--flatten")
-    running.kubeconfig.write_text(flat.stdout)
-    running.kubectl("get", "--raw", "/readyz")
-    running.kubectl("apply", "-f", str(ROOT / "crds"))
+    running.attach(cluster.kubeconfig)
     for crd in yaml.safe_load_all(PROVIDER_CRDS.read_text()):
         if running.kubectl("get", "crd", crd["metadata"]["name"], check=False).returncode:
             running.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))

@@ -72,11 +72,15 @@ def approve_all(running: Stack, phase: str) -> None:
         running.kubectl("annotate", "prollout", "shop", "-n", "demo", f"{key}={value}")
 
 
-def play(running: Stack, scenario: str, timeout: float) -> str:
+def play(running: Stack, scenario: str, timeout: float, kubeconfig: Path | None = None) -> str:
     started = time.monotonic()
     display = Display(started)
-    display.say("starting the local Kubernetes API, demo services and Prometheus")
-    running.start_api()
+    if kubeconfig is None:
+        display.say("starting the local Kubernetes API, demo services and Prometheus")
+        running.start_api()
+    else:
+        display.say(f"using the cluster of {kubeconfig}; starting demo services and Prometheus")
+        running.attach(kubeconfig)
     running.start_service("shop-stable", latency=0.01)
     running.start_service("shop-canary", latency=0.01)
     running.start_prometheus()
@@ -108,6 +112,8 @@ def play(running: Stack, scenario: str, timeout: float) -> str:
             route = running.get("httproute", "demo", "shop")
             weights = {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
             display.say(f"route weights now: {json.dumps(weights)}")
+            if kubeconfig is not None:  # leave the cluster as it was; the operator still runs
+                running.kubectl("delete", "-f", str(RELEASE), "--wait", "--timeout=60s")
             return str(state)
         time.sleep(0.5)
     return "TimedOut"
@@ -120,12 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, help="keep logs here (default: a temporary directory)"
     )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="run on this cluster (e.g. make cluster-up's) instead of the local API",
+    )
     args = parser.parse_args(argv)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     with stack(args.workdir) as running:
         try:
-            outcome = play(running, args.scenario, args.timeout)
+            outcome = play(running, args.scenario, args.timeout, args.kubeconfig)
         except (TimeoutError, RuntimeError, FileNotFoundError) as error:
             print(f"demo failed: {error}; logs in {running.workdir}", file=sys.stderr)
             return 1

@@ -216,6 +216,23 @@ class Stack:
         )
         self.kubectl("apply", "-f", str(ROOT / "manifests/local/peering.yaml"))
 
+    def attach(self, kubeconfig: Path) -> None:
+        """Use an existing cluster as the stack's Kubernetes API instead of starting the local
+        one: its kubeconfig (flattened into the workdir), this checkout's CRDs and the
+        peering the operator meets in."""
+        flat = subprocess.run(
+            ["kubectl", f"--kubeconfig={kubeconfig}", "config", "view", "--raw", "--minify",
+             "--flatten"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        self.kubeconfig.write_text(flat.stdout)
+        self.kubectl("get", "--raw", "/readyz")
+        self.kubectl("apply", "-f", str(ROOT / "crds"))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds")
+        )
+        self.kubectl("apply", "-f", str(ROOT / "manifests/local/peering.yaml"))
+
     def start_service(self, service: str, **behaviour: float) -> None:
         port = free_port()
         self.service_ports[service] = port

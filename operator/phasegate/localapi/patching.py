@@ -36,16 +36,28 @@ class PatchError(ValueError):
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, ``null`` deletes, anything else replaces."""
+    """RFC 7386 as kube-apiserver applies it (evanphx/json-patch): objects merge recursively
+    and ``null`` deletes; a value that replaces a non-object (a list, say) is stored without
+    its nulls, inside lists too."""
+    if not isinstance(target, dict):
+        return _without_nulls(patch)
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
+    out = dict(target)
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
         else:
             out[key] = merge_patch(out.get(key), value)
     return out
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def json_patch(target: Any, operations: Any) -> Any:
