@@ -358,3 +358,27 @@ def object_path(world: World, name: str = "web") -> str:
         "nginx": ("apis/networking.k8s.io/v1", "ingresses"),
     }[world.provider]
     return f"/{api}/namespaces/{world.ns}/{plural}/{name}"
+
+
+def test_a_malformed_control_is_refused_once_and_removed(world: World) -> None:
+    world.start_operator()
+    world.apply(release())
+    world.wait(lambda s: started(s, "canary"))
+    key = "control.phasegate.dev/typo"
+    world.stack.kubectl(
+        "annotate", "prollout", "web", "-n", world.ns, f'{key}={{"action":"aprove"}}'
+    )
+
+    def gone() -> bool:
+        return key not in (world.rollout()["metadata"].get("annotations") or {})
+
+    deadline = time.monotonic() + 10
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone(), "the refused control is removed"
+    time.sleep(3)  # three more evaluations (1 s interval): none may report it again
+    events = world.kube.ok("GET", f"/api/v1/namespaces/{world.ns}/events")["items"]
+    refused = [e for e in events if e["reason"] == "ControlRefused"]
+    assert len(refused) == 1 and refused[0].get("count", 1) == 1, refused
+    assert "unknown action 'aprove'" in refused[0]["message"] and refused[0]["type"] == "Warning"
+    assert world.status()["state"] == "Progressing", "the release goes on"

@@ -112,7 +112,11 @@ async def _measure(
     return {r.key: a for r, a in zip(requests, answers, strict=True)}
 
 
-def _controls(annotations: dict[str, str]) -> tuple[list[Control], list[str], dict[str, str]]:
+def _controls(
+    annotations: dict[str, str],
+) -> tuple[list[Control], list[str], dict[str, str], list[str]]:
+    """The controls requested, the problems of the refused ones, each request's annotation
+    key by control id, and the refused annotations' keys."""
     requests, problems = control_annotations.parse(annotations)
     controls = [
         Control(
@@ -125,7 +129,12 @@ def _controls(annotations: dict[str, str]) -> tuple[list[Control], list[str], di
         for cid, body in requests
     ]
     keys = {cid: control_annotations.PREFIX + cid for cid, _ in requests}
-    return controls, problems, keys
+    refused = [
+        key
+        for key in annotations
+        if key.startswith(control_annotations.PREFIX) and key not in keys.values()
+    ]
+    return controls, problems, keys, refused
 
 
 @dataclass
@@ -155,7 +164,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         written = await _report(ctx, body, status, evaluation, {})
         return Tick(evaluation, evaluation.next_evaluation, written)
 
-    controls, control_problems, control_keys = _controls(meta.get("annotations") or {})
+    controls, control_problems, control_keys, refused = _controls(meta.get("annotations") or {})
     for problem in control_problems:
         kopf.warn(_kopf_body(body), reason="ControlRefused", message=problem)
 
@@ -235,6 +244,8 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
 
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}
+    # A refused control was reported (one Warning) above: removed now, never reported again.
+    stale.update((key, None) for key in refused)
     written = await _report(ctx, body, status, evaluation, stale)
     hand_over(ctx.notifier, evaluation, meta)
     return Tick(evaluation, next_evaluation, written)
