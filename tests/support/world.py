@@ -203,9 +203,17 @@ class World:
             if check(status):
                 return status
             time.sleep(0.2)
+        failed = [
+            f"{c['phase']}@{c['offset']} {r['metric']}={r.get('value')} ({r['threshold']}): "
+            f"{r['verdict']} {r['reason']}"
+            for c in status.get("checkpoints") or []
+            for r in c.get("results") or []
+            if r["verdict"] != "Pass"
+        ]
         raise AssertionError(
             f"{what} not reached in {timeout}s; "
             f"status: {status.get('state')} {status.get('message')}"
+            + "".join(f"\n  not passed: {line}" for line in failed)
         )
 
     def start_operator(self, name: str = "operator", *extra: str) -> Process:
