@@ -150,6 +150,26 @@ class Kube:
             )
             return cast(dict[str, Any], patched)
 
+    def json_patch_rollout_status(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> None:
+        """JSON-patch the status (pair it with :func:`unchanged_since` for a conditional write)."""
+        with translated():
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                operations,
+                _content_type="application/json-patch+json",
+            )
+
+    def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        with translated():
+            found = self.core.read_namespaced_config_map(name, namespace)
+        return dict(found.data or {})
+
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         import base64
 

@@ -4,7 +4,6 @@ outbox written back to the rollout's status. Blocking calls run in threads."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +14,12 @@ import kopf
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from phasegate import GROUP, PLURAL, VERSION
+from phasegate import GROUP, VERSION
 from phasegate.api.notifications import Receiver
 from phasegate.api.outbox import NotificationsStatus
 from phasegate.api.spec import RolloutSpec, SecretKeyRef
 from phasegate.api.status import RolloutStatus
-from phasegate.kube import Conflict, Forbidden, Kube, NotFound, translated, unchanged_since
+from phasegate.kube import Conflict, Forbidden, Kube, NotFound, unchanged_since
 from phasegate.notify.delivery import Notifier, Service, Target
 from phasegate.runtime.telemetry import Telemetry
 
@@ -61,22 +60,12 @@ class KubeStore:
                 },
             ]
             try:
-                await asyncio.to_thread(self._patch, namespace, name, operations)
+                await asyncio.to_thread(
+                    self.kube.json_patch_rollout_status, namespace, name, operations
+                )
                 return
             except Conflict:
                 continue  # an evaluation wrote first: read again
-
-    def _patch(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
-        with translated():
-            self.kube.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                operations,
-                _content_type="application/json-patch+json",
-            )
 
 
 class KubeResolver:
@@ -125,16 +114,13 @@ class KubeResolver:
 
     def _configmap(self, namespace: str) -> tuple[dict[str, Receiver], str]:
         try:
-            with translated():
-                found = self.kube.core.read_namespaced_config_map(SHARED, namespace)
+            data = self.kube.read_config_map_data(namespace, SHARED)
         except NotFound:
             return {}, ""
         except Forbidden as error:
             return {}, str(error)
         try:
-            items = RECEIVERS.validate_python(
-                yaml.safe_load((found.data or {}).get("receivers") or "[]")
-            )
+            items = RECEIVERS.validate_python(yaml.safe_load(data.get("receivers") or "[]"))
         except (ValidationError, yaml.YAMLError) as error:
             return {}, f"{namespace}/{SHARED} key receivers is invalid: {error}"
         return {r.name: r for r in items if r.service is not None}, ""
@@ -157,12 +143,7 @@ class KubeResolver:
         return Target(receiver, service, url=url.strip(), signing_key=signing)
 
     def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        with translated():
-            secret = self.kube.core.read_namespaced_secret(ref.name, namespace)
-        data = (secret.data or {}).get(ref.key)
-        if data is None:
-            raise NotFound(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        return base64.b64decode(data).decode()
+        return self.kube.read_secret_key(namespace, ref.name, ref.key)
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
