@@ -129,18 +129,15 @@ def register(
                 logger.info(f"{router.kind} weights restored to what they were before the rollout")
         except RouteError as error:
             logger.info(f"route not restored: {error}")
-        ctx.telemetry.forget(
-            "phasegate_canary_weight",
-            namespace=body["metadata"]["namespace"],
-            rollout=body["metadata"]["name"],
-        )
+        ctx.telemetry.forget_rollout(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def make_context(default_prometheus: str | None) -> Context:
     from phasegate.notify.cluster import make_notifier
     from phasegate.runtime.telemetry import standard
 
-    kube, telemetry = Kube.from_environment(), standard(Telemetry())
+    telemetry = standard(Telemetry())
+    kube = telemetry.instrument(Kube.from_environment())
     return Context(
         kube=kube,
         telemetry=telemetry,

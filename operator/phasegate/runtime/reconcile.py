@@ -211,6 +211,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         spec, status, observations, now, namespace=namespace, generation=generation
     )
     evaluation = record_history(spec, status, evaluation, measurements, now, namespace)
+    ctx.telemetry.record_evaluation(namespace, name, spec, status, evaluation.status, measurements)
     evaluation = with_notifications(ctx.notifier, spec, status, evaluation, meta, measurements, now)
     next_evaluation = evaluation.next_evaluation
 

@@ -7,10 +7,21 @@ an evaluation that changes nothing a user would see writes nothing to the API.
 from __future__ import annotations
 
 import bisect
+import math
+import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from phasegate.api.status import RolloutStatus, State
+
+if TYPE_CHECKING:
+    from phasegate.api.spec import RolloutSpec
+    from phasegate.engine import Measurement
+    from phasegate.kube import Kube
 
 Labels = tuple[tuple[str, str], ...]
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -53,6 +64,7 @@ class Telemetry:
         default_factory=lambda: defaultdict(dict)
     )
     help: dict[str, str] = field(default_factory=dict)
+    states: dict[tuple[str, str], State] = field(default_factory=dict)  # (namespace, rollout)
 
     def describe(self, name: str, text: str) -> None:
         self.help[name] = text
@@ -74,6 +86,80 @@ class Telemetry:
     def observe(self, name: str, value: float, **labels: str) -> None:
         self.histograms[name].setdefault(_labels(labels), _Histogram()).observe(value)
 
+    def record_evaluation(
+        self,
+        namespace: str,
+        rollout: str,
+        spec: RolloutSpec,
+        before: RolloutStatus,
+        after: RolloutStatus,
+        measurements: Mapping[str, Measurement],
+    ) -> None:
+        """The rollout's state, and the latest value and threshold of every rule of the phase
+        just measured (the series of rules no longer measured are dropped)."""
+        from phasegate.report.history import judge_phase
+
+        self.states[(namespace, rollout)] = after.state
+        self._count_states()
+        for name in ROLLOUT_VALUE_SERIES:
+            self.forget(name, namespace=namespace, rollout=rollout)
+        phase = before.current_phase
+        for rule_id, (rule, result) in judge_phase(spec, before, measurements, namespace).items():
+            assert phase is not None  # judge_phase judges only a running phase
+            labels = {
+                "namespace": namespace,
+                "rollout": rollout,
+                "phase": phase.name,
+                "rule": rule_id,
+                "metric": rule.metric,
+            }
+            if result.value is not None and not math.isnan(result.value):
+                self.set("phasegate_metric_value", result.value, **labels)
+            bounds = (
+                {"maxSpread": rule.consistency.max_spread}
+                if rule.consistency is not None
+                else {"max": rule.max, "min": rule.min}
+            )
+            for bound, limit in bounds.items():
+                if limit is not None:
+                    self.set("phasegate_metric_threshold", limit, **labels, bound=bound)
+            # one series per rule: the verdict is a label, only the latest is kept
+            self.set("phasegate_rule_verdict", 1.0, **labels, verdict=result.verdict.value)
+
+    def forget_rollout(self, namespace: str, rollout: str) -> None:
+        """Drop every series of a deleted rollout: nothing of it stays in memory."""
+        self.states.pop((namespace, rollout), None)
+        self._count_states()
+        for name in list(self.gauges):
+            self.forget(name, namespace=namespace, rollout=rollout)
+
+    def _count_states(self) -> None:
+        counted = dict.fromkeys(State, 0)
+        for state in self.states.values():
+            counted[state] += 1
+        for state, count in counted.items():
+            self.set("phasegate_rollouts", float(count), state=state.value)
+
+    def instrument(self, kube: Kube) -> Kube:
+        """Time every call ``kube`` makes to the Kubernetes API, and count its errors."""
+        send: Callable[..., Any] = kube.api.call_api
+
+        def timed(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            code = "none"  # no answer: refused, timed out
+            try:
+                response = send(method, url, *args, **kwargs)
+                code = str(getattr(response, "status", 200))
+                return response
+            finally:
+                elapsed = time.perf_counter() - started
+                self.observe("phasegate_api_request_duration_seconds", elapsed, verb=method)
+                if not code.startswith(("2", "3")):
+                    self.inc("phasegate_api_errors_total", verb=method, code=code)
+
+        setattr(kube.api, "call_api", timed)  # noqa: B010 (the client has no hook for this)
+        return kube
+
     def exposition(self) -> str:
         lines: list[str] = []
         for kind, families in (("counter", self.counters), ("gauge", self.gauges)):
@@ -91,6 +177,13 @@ class Telemetry:
                 lines.append(f"{name}_sum{_render(key)} {h.total:g}")
                 lines.append(f"{name}_count{_render(key)} {h.n}")
         return "\n".join(lines) + "\n"
+
+
+ROLLOUT_VALUE_SERIES = (
+    "phasegate_metric_value",
+    "phasegate_metric_threshold",
+    "phasegate_rule_verdict",
+)
 
 
 def metrics_app(telemetry: Telemetry) -> web.Application:
@@ -111,7 +204,13 @@ def standard(telemetry: Telemetry) -> Telemetry:
         "phasegate_query_duration_seconds": "Prometheus query latency.",
         "phasegate_query_errors_total": "Queries that failed, by outcome.",
         "phasegate_evaluation_lag_seconds": "How late an evaluation started against its schedule.",
-        "phasegate_metric_value": "The latest value of each judged metric.",
+        "phasegate_metric_value": "The latest value of each rule of the current phase, "
+        "as judged (relative difference for compare, spread for consistency).",
+        "phasegate_metric_threshold": "The threshold of each rule of the current phase, by bound.",
+        "phasegate_rule_verdict": "The latest verdict of each rule of the current phase "
+        "(always 1; the verdict is the label).",
+        "phasegate_api_request_duration_seconds": "Kubernetes API call latency, by verb.",
+        "phasegate_api_errors_total": "Kubernetes API calls that failed, by verb and code.",
         "phasegate_canary_weight": "The canary weight read back from the route.",
     }.items():
         telemetry.describe(name, text)
