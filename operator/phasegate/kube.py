@@ -180,6 +180,50 @@ class Kube:
             raise NotFound(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data).decode()
 
+    def write_owned_config_map(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str],
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        owner: dict[str, Any],
+    ) -> None:
+        """Create the ConfigMap owned by ``owner`` (an ownerReferences item), or replace its
+        data and annotations when it exists and is ``owner``'s. A ConfigMap of the same name
+        owned by anything else is left alone: :class:`Conflict`."""
+        metadata = {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner],
+        }
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        try:
+            with translated():
+                self.core.create_namespaced_config_map(namespace, body)
+            return
+        except Conflict:
+            pass  # it exists: replaced below, only if it is the owner's
+        operations = [
+            {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": owner["uid"]},
+            {"op": "add", "path": "/data", "value": data},
+            {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        ]
+        try:
+            with translated():
+                self.core.patch_namespaced_config_map(
+                    name, namespace, operations, _content_type="application/json-patch+json"
+                )
+        except ApiException as error:
+            if error.status != 422:  # a failed test: someone else's ConfigMap
+                raise
+            raise Conflict(
+                f"ConfigMap {namespace}/{name} exists and is not owned by "
+                f"{owner['kind']} {owner['name']}: left alone"
+            ) from error
+
 
 @contextmanager
 def translated() -> Iterator[None]:

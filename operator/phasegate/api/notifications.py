@@ -84,13 +84,29 @@ def _digest_interval(value: timedelta | None) -> timedelta | None:
     return value
 
 
+class ReportsSpec(SpecModel):
+    config_maps: bool = Field(
+        default=False,
+        description="Write each phase's report to the ConfigMap <rollout>-report-<phase> when "
+        "the phase ends, and the release's to <rollout>-report when it succeeds or rolls back "
+        "(Markdown and JSON, owned by the rollout), and link it from the notification.",
+    )
+
+
 class NotificationsSpec(SpecModel):
     receivers: list[Receiver] = Field(default_factory=list)
+    reports: ReportsSpec | None = Field(
+        default=None, description="Where the operator writes phase and release reports."
+    )
     digest: Annotated[Duration | None, AfterValidator(_digest_interval)] = Field(
         default=None,
         description="Send a Digest (phase, weight, time left, latest values) this often "
         "while the rollout is active, to receivers subscribed to Digest.",
     )
+
+    @property
+    def report_config_maps(self) -> bool:
+        return self.reports is not None and self.reports.config_maps
 
     @model_validator(mode="after")
     def _unique(self) -> Self:

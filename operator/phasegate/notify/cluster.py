@@ -21,6 +21,7 @@ from phasegate.api.spec import RolloutSpec, SecretKeyRef
 from phasegate.api.status import RolloutStatus
 from phasegate.kube import Conflict, Forbidden, Kube, NotFound, unchanged_since
 from phasegate.notify.delivery import Notifier, Service, Target
+from phasegate.report.configmap import report_config_map
 from phasegate.runtime.telemetry import Telemetry
 
 SHARED = "phasegate-notifications"  # ConfigMap with key `receivers`: a YAML list of receivers
@@ -50,7 +51,10 @@ class KubeStore:
             if obj is None:
                 return
             status = RolloutStatus.model_validate(obj.get("status") or {})
-            box = change(status.notifications or NotificationsStatus())
+            current = status.notifications or NotificationsStatus()
+            box = change(current)
+            if box == current:
+                return  # nothing new to record: no write
             operations = [
                 unchanged_since(obj["metadata"]["resourceVersion"]),
                 {
@@ -66,6 +70,28 @@ class KubeStore:
                 return
             except Conflict:
                 continue  # an evaluation wrote first: read again
+
+
+class KubeReports:
+    """Phase and release reports written to ConfigMaps owned by their rollout."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def write(self, obj: dict[str, Any], phase: str | None) -> None:
+        made = report_config_map(obj, phase)
+        try:
+            await asyncio.to_thread(
+                self.kube.write_owned_config_map,
+                made.namespace,
+                made.name,
+                made.data,
+                made.labels,
+                made.annotations,
+                made.owner,
+            )
+        except Forbidden as error:
+            raise Forbidden(f"{error}; grant it (chart value rbac.phaseReports)") from error
 
 
 class KubeResolver:
@@ -172,7 +198,14 @@ def make_notifier(kube: Kube, telemetry: Telemetry) -> Notifier:
         "phasegate_notification_failures_total": "Failed delivery attempts, by service.",
         "phasegate_notifications_dropped_total": "Notifications given up after every attempt.",
         "phasegate_notification_duration_seconds": "Time a receiver took to answer.",
+        "phasegate_notification_deliveries_total": "Delivery attempts, by receiver, service "
+        "and outcome (delivered, failed, givenUp); receiver names beyond 64 count as other.",
+        "phasegate_notification_retries_total": "Attempts after a failure, by receiver.",
+        "phasegate_notification_receivers_failing": "Rollouts whose latest delivery to the "
+        "receiver failed, by receiver and service.",
     }.items():
         telemetry.describe(series, text)
     resolver = KubeResolver(kube, operator_namespace())
-    return Notifier(KubeStore(kube), resolver, telemetry, warn=post_warning)
+    return Notifier(
+        KubeStore(kube), resolver, telemetry, warn=post_warning, reports=KubeReports(kube)
+    )

@@ -3,8 +3,13 @@
 An evaluation only writes outbox entries and calls :meth:`Notifier.wake`, which returns at
 once. The task sends each entry to each receiver that wants it, in order, retries failures
 with exponential backoff, gives up after ``max_attempts``, and records what is done in the
-rollout's status. What it delivered is also kept in memory until status shows it, so an
-evaluation that read an older status does not bring a delivered entry back.
+rollout's status after each entry, so a restart sends again at most the request in flight.
+What it delivered is also kept in memory until status shows it, so an evaluation that read
+an older status does not bring a delivered entry back.
+
+When the rollout asks for report ConfigMaps, the ConfigMap is one more receiver, first in
+line, of the events that end a phase or the release: the report is written before the
+notification that links it is sent, and retried, recorded and shown like any receiver.
 """
 
 from __future__ import annotations
@@ -26,13 +31,17 @@ from phasegate.api.spec import RolloutSpec
 from phasegate.api.status import RolloutStatus
 from phasegate.api.validation import validate_spec
 from phasegate.notify import slack, teams, webhook
-from phasegate.notify.events import DELIVERED_KEPT
+from phasegate.notify.events import DELIVERED_KEPT, REPORTED
+from phasegate.notify.text import fit
 from phasegate.runtime.telemetry import Telemetry
 
 log = structlog.get_logger("phasegate")
-Service = Literal["slack", "teams", "webhook"]
+Service = Literal["slack", "teams", "webhook", "configmap"]
 RolloutKey = tuple[str, str]
 WAITING = ""  # a receiver that failed before and waits for its next attempt
+# The report ConfigMaps as a receiver: never a user's receiver's name (those are DNS labels).
+REPORTS = Receiver.model_construct(name="ConfigMap", events=list(REPORTED))
+RECEIVER_LABELS = 64  # distinct receiver names in the metrics; the rest count as "other"
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,13 @@ class Target:
 
 class Resolver(Protocol):
     async def targets(self, namespace: str, spec: RolloutSpec) -> list[Target]: ...
+
+
+class ReportWriter(Protocol):
+    async def write(self, obj: dict[str, Any], phase: str | None) -> None:
+        """Write the report of ``phase`` (the release's when None) of the rollout ``obj``;
+        raise with the reason when it cannot."""
+        ...
 
 
 class Store(Protocol):
@@ -97,10 +113,14 @@ class Notifier:
         telemetry: Telemetry,
         settings: DeliverySettings | None = None,
         warn: Warn | None = None,
+        reports: ReportWriter | None = None,
     ) -> None:
         self.store, self.resolver, self.telemetry = store, resolver, telemetry
         self.settings = settings or DeliverySettings()
         self.warn = warn
+        self.reports = reports
+        self._labels: set[str] = set()
+        self._failing: dict[RolloutKey, dict[tuple[str, str], int]] = {}
         self._progress: dict[RolloutKey, _Progress] = {}
         self._tasks: dict[RolloutKey, asyncio.Task[None]] = {}
         self._again: set[RolloutKey] = set()
@@ -152,6 +172,7 @@ class Notifier:
         obj = await self.store.get(*key)
         if obj is None:
             self._progress.pop(key, None)
+            self._count_failing(key, set())
             return None
         spec, _ = validate_spec(obj.get("spec"))
         status = RolloutStatus.model_validate(obj.get("status") or {})
@@ -159,10 +180,19 @@ class Notifier:
         if spec is None or box is None or not box.outbox:
             return None
         targets = await self.resolver.targets(key[0], spec)
+        if spec.notifications is not None and spec.notifications.report_config_maps:
+            targets = [Target(REPORTS, "configmap"), *targets]  # written before it is linked
         progress = self._progress.setdefault(key, _Progress())
         failures: dict[str, str] = {}
         retry_in: float | None = None
+        wanted = {e.key: {t.name for t in targets if t.receiver.wants(e.event)} for e in box.outbox}
+
+        def change(current: NotificationsStatus, final: bool = True) -> NotificationsStatus:
+            kept = failures if final else None
+            return _recorded(current, progress, wanted, kept, datetime.now(UTC))
+
         for entry in box.outbox:
+            done = False  # something to record before the next entry
             for target in targets:
                 if not target.receiver.wants(entry.event) or target.name in failures:
                     continue  # a failing receiver waits; later entries keep their order
@@ -173,23 +203,50 @@ class Notifier:
                     failures[target.name] = WAITING
                     retry_in = wait if retry_in is None else min(retry_in, wait)
                     continue
-                error = target.error or await self._send(target, entry)
+                if progress.attempts.get((entry.key, target.name)):
+                    self._count(target, "phasegate_notification_retries_total")
+                error = target.error or await self._send(target, entry, obj)
                 if error is None:
                     progress.delivered.setdefault(entry.key, set()).add(target.name)
+                    self._count(target, "phasegate_notification_deliveries_total", "delivered")
+                    done = True
                     continue
                 failures[target.name] = error
                 backoff = self._failed(key, progress, entry, target, error)
+                done = done or backoff is None
                 if backoff is not None:
                     retry_in = backoff if retry_in is None else min(retry_in, backoff)
-        wanted = {e.key: {t.name for t in targets if t.receiver.wants(e.event)} for e in box.outbox}
-        now = datetime.now(UTC)
-
-        def change(current: NotificationsStatus) -> NotificationsStatus:
-            return _recorded(current, progress, wanted, failures, now)
-
+            if done:
+                await self.store.update(*key, lambda current: change(current, final=False))
         await self.store.update(*key, change)
         self._forget(progress, box)
+        self._count_failing(key, {(t.name, t.service or "") for t in targets if t.name in failures})
         return retry_in
+
+    def _label(self, receiver: str) -> str:
+        """The receiver's name as a metric label: the first :data:`RECEIVER_LABELS` names
+        seen keep theirs, so a cluster of many rollouts cannot grow the series without bound."""
+        if receiver in self._labels or len(self._labels) < RECEIVER_LABELS:
+            self._labels.add(receiver)
+            return receiver
+        return "other"
+
+    def _count(self, target: Target, series: str, outcome: str | None = None) -> None:
+        labels = {"receiver": self._label(target.name), "service": target.service or "unresolved"}
+        if outcome is not None:
+            labels["outcome"] = outcome
+        self.telemetry.inc(series, 1.0, **labels)
+
+    def _count_failing(self, key: RolloutKey, failing: set[tuple[str, str]]) -> None:
+        """``phasegate_notification_receivers_failing``: per receiver, the rollouts it fails."""
+        now = {(self._label(name), service or "unresolved"): 1 for name, service in failing}
+        before = self._failing.pop(key, {})
+        if now:
+            self._failing[key] = now
+        for receiver, service in set(before) | set(now):
+            count = sum(f.get((receiver, service), 0) for f in self._failing.values())
+            series = "phasegate_notification_receivers_failing"
+            self.telemetry.set(series, float(count), receiver=receiver, service=service)
 
     @staticmethod
     def _done(progress: _Progress, entry: OutboxEntry, receiver: str) -> bool:
@@ -208,6 +265,7 @@ class Notifier:
         attempts = progress.attempts.get(slot, 0) + 1
         progress.attempts[slot] = attempts
         self.telemetry.inc("phasegate_notification_failures_total", service=target.service or "")
+        self._count(target, "phasegate_notification_deliveries_total", "failed")
         log.warning(
             "notification not delivered",
             namespace=key[0],
@@ -220,6 +278,7 @@ class Notifier:
         if attempts >= self.settings.max_attempts:
             progress.given_up.setdefault(entry.key, set()).add(target.name)
             self.telemetry.inc("phasegate_notifications_dropped_total")
+            self._count(target, "phasegate_notification_deliveries_total", "givenUp")
             if self.warn is not None:
                 message = (
                     f"notification {entry.event} to receiver {target.name} given up after "
@@ -234,9 +293,11 @@ class Notifier:
             self.warn(*key, message)
         return backoff
 
-    async def _send(self, target: Target, entry: OutboxEntry) -> str | None:
+    async def _send(self, target: Target, entry: OutboxEntry, obj: dict[str, Any]) -> str | None:
         """POST one entry to one receiver; None when it answered 2xx, else the reason."""
         payload = json.loads(entry.payload)
+        if target.service == "configmap":
+            return await self._write_report(payload, obj)
         if target.service == "slack":
             body, headers = _chat(slack.message(payload), entry.key)
         elif target.service == "teams":
@@ -280,6 +341,34 @@ class Notifier:
                 "phasegate_notification_duration_seconds", time.perf_counter() - started
             )
 
+    async def _write_report(self, payload: dict[str, Any], obj: dict[str, Any]) -> str | None:
+        """Write the report the notification links; None when written (or nothing to write)."""
+        link = payload.get("report") or {}
+        where = link.get("configMap")
+        if where is None or self.reports is None:
+            return None
+        revision = (obj.get("status") or {}).get("revision")
+        if payload["rollout"]["revision"] != revision:
+            log.info(
+                "report not written: the rollout moved on to another revision",
+                namespace=where["namespace"],
+                configmap=where["name"],
+            )
+            return None
+        started = time.perf_counter()
+        try:
+            await self.reports.write(obj, link.get("phase"))
+        except Exception as error:  # any refusal is shown as this receiver's failure
+            return fit(f"cannot write ConfigMap {where['namespace']}/{where['name']}: {error}", 500)
+        finally:
+            self.telemetry.observe(
+                "phasegate_notification_duration_seconds", time.perf_counter() - started
+            )
+        self.telemetry.inc(
+            "phasegate_notifications_sent_total", service="configmap", event=payload["event"]
+        )
+        return None
+
     @staticmethod
     def _forget(progress: _Progress, box: NotificationsStatus) -> None:
         """Drop memory of entries status no longer holds: it is recorded there for good."""
@@ -300,10 +389,11 @@ def _recorded(
     box: NotificationsStatus,
     progress: _Progress,
     wanted: Mapping[str, set[str]],
-    failures: Mapping[str, str],
+    failures: Mapping[str, str] | None,
     now: datetime,
 ) -> NotificationsStatus:
-    """``box`` (as status has it now) with this pass's deliveries, give-ups and failures."""
+    """``box`` (as status has it now) with this pass's deliveries, give-ups and failures
+    (``failures`` None: the pass is not over, the failing receivers are kept as they are)."""
     outbox, finished, dropped = [], [], box.dropped
     for entry in box.outbox:
         delivered = sorted(set(entry.delivered_to) | progress.delivered.get(entry.key, set()))
@@ -317,15 +407,19 @@ def _recorded(
                 entry.model_copy(update={"delivered_to": delivered, "given_up": given_up})
             )
     before = {f.receiver: f for f in box.failing}
-    failing = [
-        before[name]
-        if reason == WAITING or (name in before and before[name].reason == reason)
-        else ReceiverFailure(
-            receiver=name, reason=reason, since=before[name].since if name in before else now
-        )
-        for name, reason in sorted(failures.items())
-        if reason != WAITING or name in before
-    ]
+    failing = (
+        box.failing
+        if failures is None
+        else [
+            before[name]
+            if reason == WAITING or (name in before and before[name].reason == reason)
+            else ReceiverFailure(
+                receiver=name, reason=reason, since=before[name].since if name in before else now
+            )
+            for name, reason in sorted((failures or {}).items())
+            if reason != WAITING or name in before
+        ]
+    )
     return box.model_copy(
         update={
             "outbox": outbox,

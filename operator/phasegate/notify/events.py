@@ -20,6 +20,7 @@ from phasegate.api.outbox import NotificationsStatus, OutboxEntry
 from phasegate.api.spec import RolloutSpec
 from phasegate.api.status import Condition, CriterionResult, RolloutStatus, State
 from phasegate.engine import Evaluation
+from phasegate.report.configmap import config_map_name, report_command
 
 SCHEMA_VERSION = "phasegate.dev/notification/v1"
 ZERO = timedelta(0)
@@ -34,6 +35,7 @@ FROM_ENGINE = {
     "RolledBack": EventKind.ROLLBACK,
     "WaitingForApproval": EventKind.APPROVAL_NEEDED,
     "Approved": EventKind.APPROVED,
+    "Rejected": EventKind.REJECTED,
     "Paused": EventKind.PAUSED,
     "Resumed": EventKind.RESUMED,
     "Succeeded": EventKind.SUCCEEDED,
@@ -46,7 +48,9 @@ NEXT_STEPS = {
     EventKind.ROLLBACK: ("retry",),
     EventKind.PAUSED: ("resume", "abort"),
     EventKind.APPROVAL_NEEDED: ("approve",),
+    EventKind.REJECTED: ("approve", "abort"),
 }
+REPORTED = (EventKind.PHASE_ENDED, EventKind.SUCCEEDED, EventKind.ROLLBACK)  # link a report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +86,11 @@ def plan_notifications(
     """
     after = evaluation.status
     config = spec.notifications
-    if config is None or not config.receivers:
+    if config is None or not (config.receivers or config.report_config_maps):
         return evaluation
     box = _settled(after.notifications or NotificationsStatus(), delivered or {})
     at = _At(rollout, after, spec, now)
-    payloads = [_payload(at, kind, message) for kind, message in _events(before, evaluation)]
+    payloads = [_payload(at, *event) for event in _events(before, evaluation)]
     due = config.digest is not None and after.state in ACTIVE
     if (
         due
@@ -138,36 +142,27 @@ def _settled(
     return box.model_copy(update={"outbox": outbox, "delivered": list(box.delivered)})
 
 
-def complete(box: NotificationsStatus, receivers_of: Mapping[str, set[str]]) -> NotificationsStatus:
-    """``box`` without the entries every receiver of theirs (``receivers_of[key]``) has."""
-    done = [e for e in box.outbox if set(receivers_of.get(e.key, set())) <= set(e.delivered_to)]
-    if not done:
-        return box
-    keys = [e.key for e in done]
-    return box.model_copy(
-        update={
-            "outbox": [e for e in box.outbox if e.key not in keys],
-            "delivered": [*box.delivered, *keys][-DELIVERED_KEPT:],
-        }
-    )
+Happened = tuple[EventKind, str, str | None]  # the event, what happened, the phase it ended
 
 
-def _events(before: RolloutStatus, evaluation: Evaluation) -> list[tuple[EventKind, str]]:
+def _events(before: RolloutStatus, evaluation: Evaluation) -> list[Happened]:
     """In the order they happened: checkpoints, a phase ending, decisions, a phase starting."""
     after = evaluation.status
-    engine = [
-        (FROM_ENGINE[e.reason], e.message) for e in evaluation.events if e.reason in FROM_ENGINE
+    engine: list[Happened] = [
+        (FROM_ENGINE[e.reason], e.message, None)
+        for e in evaluation.events
+        if e.reason in FROM_ENGINE
     ]
     checkpoints = [e for e in engine if e[0] in CHECKPOINTS]
-    ended: list[tuple[EventKind, str]] = []
-    started: list[tuple[EventKind, str]] = []
+    ended: list[Happened] = []
+    started: list[Happened] = []
     old = {r.name: r for r in before.phase_history}
     for record in after.phase_history:
         was = old.get(record.name)
         if record.started_at is not None and (was is None or was.started_at is None):
-            started.append((EventKind.PHASE_STARTED, f"{record.name} started"))
+            started.append((EventKind.PHASE_STARTED, f"{record.name} started", None))
         if record.ended_at is not None and (was is None or was.ended_at is None):
-            ended.append((EventKind.PHASE_ENDED, f"{record.name} ended"))
+            ended.append((EventKind.PHASE_ENDED, f"{record.name} ended", record.name))
     return checkpoints + ended + [e for e in engine if e[0] not in CHECKPOINTS] + started
 
 
@@ -222,7 +217,7 @@ def _base(at: _At, kind: EventKind, message: str) -> dict[str, Any]:
     }
 
 
-def _payload(at: _At, kind: EventKind, message: str) -> dict[str, Any]:
+def _payload(at: _At, kind: EventKind, message: str, ended: str | None) -> dict[str, Any]:
     body, status, now = _base(at, kind, message), at.status, at.now
     checkpoint = None
     if kind in (EventKind.CHECKPOINT_PASSED, EventKind.CHECKPOINT_FAILED) and status.checkpoints:
@@ -233,14 +228,30 @@ def _payload(at: _At, kind: EventKind, message: str) -> dict[str, Any]:
     body["checkpoint"] = checkpoint
     body["decision"] = decision
     body["nextSteps"] = _next_steps(at.rollout, status, kind)
+    body["report"] = _report(at, ended) if kind in REPORTED else None
     return body
+
+
+def _report(at: _At, phase: str | None) -> dict[str, Any]:
+    """Where the report of the phase that ended (of the release, without a phase) is read:
+    the command always, the ConfigMap when the operator writes reports."""
+    namespace, name = at.rollout.namespace, at.rollout.name
+    config = at.spec.notifications
+    written = config is not None and config.report_config_maps
+    return {
+        "phase": phase,
+        "command": report_command(namespace, name, phase),
+        "configMap": {"namespace": namespace, "name": config_map_name(name, phase)}
+        if written
+        else None,
+    }
 
 
 def _digest(at: _At, latest: Mapping[str, CriterionResult]) -> dict[str, Any]:
     body = _base(at, EventKind.DIGEST, at.status.message)
     body["latest"] = [r.model_dump(mode="json", by_alias=True) for r in latest.values()]
     body["failing"] = [r.rule for r in latest.values() if r.verdict.value != "Pass"]
-    body["checkpoint"] = body["decision"] = None
+    body["checkpoint"] = body["decision"] = body["report"] = None
     body["nextSteps"] = []
     return body
 

@@ -24,7 +24,7 @@ def with_notifications(
 ) -> Evaluation:
     """The evaluation with its notifications in the outbox; unchanged without receivers."""
     config = spec.notifications
-    if notifier is None or config is None or not config.receivers:
+    if notifier is None or config is None or not (config.receivers or config.report_config_maps):
         return evaluation
     namespace, name = meta["namespace"], meta["name"]
     latest = None
