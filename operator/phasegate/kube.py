@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
+import yaml
 from kubernetes.client import (
     ApiClient,
     ApiException,
@@ -223,6 +224,62 @@ class Kube:
                 f"ConfigMap {namespace}/{name} exists and is not owned by "
                 f"{owner['kind']} {owner['name']}: left alone"
             ) from error
+
+    # ---- what the release hub needs: region clients, rollouts there, its own releases ----
+
+    @classmethod
+    def from_kubeconfig(cls, text: str) -> Kube:
+        """A client for the cluster a kubeconfig (as text, e.g. a region's Secret) names;
+        :class:`ValueError` saying what is wrong with it otherwise."""
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"the kubeconfig is not YAML: {error}") from error
+        if not isinstance(config, dict) or not config.get("clusters"):
+            raise ValueError("the kubeconfig names no cluster")
+        try:
+            api = kubernetes.config.new_client_from_config_dict(config)  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"the kubeconfig cannot be used: {error}") from error
+        return cls(api)
+
+    def create_custom(
+        self, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        with translated():
+            created = self.custom.create_namespaced_custom_object(
+                group, version, namespace, plural, body
+            )
+            return cast(dict[str, Any], created)
+
+    def merge_patch_custom(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        status: bool = False,
+    ) -> dict[str, Any]:
+        """Merge-patch an object (or, with ``status``, its status subresource)."""
+        write = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
+        with translated():
+            patched = write(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+            return cast(dict[str, Any], patched)
 
 
 @contextmanager

@@ -12,22 +12,34 @@ from datetime import timedelta
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from phasegate import GROUP, KIND, PLURAL, VERSION
 from phasegate.api.durations import format_duration
+from phasegate.api.release import RELEASE_KIND, RELEASE_PLURAL, ReleaseSpec, ReleaseStatus
 from phasegate.api.spec import RolloutSpec
 from phasegate.api.status import RolloutStatus
 
 Schema = dict[str, Any]
 _DROP = {"title", "discriminator", "$defs"}
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[Schema] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.currentPhase.name"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
     {"name": "Checkpoints", "type": "string", "jsonPath": ".status.progress"},
     {"name": "Revision", "type": "string", "jsonPath": ".spec.revision", "priority": 1},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+RELEASE_PRINTER_COLUMNS: list[Schema] = [
+    {"name": "Revision", "type": "string", "jsonPath": ".spec.revision"},
+    {"name": "Wave", "type": "string", "jsonPath": ".status.currentWave"},
+    {"name": "Waves", "type": "string", "jsonPath": ".status.progress"},
+    {"name": "Regions", "type": "string", "jsonPath": ".status.regionsSucceeded"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
@@ -89,21 +101,26 @@ def structural(schema: Schema) -> Schema:
     return walk({k: v for k, v in schema.items() if k != "$defs"})  # type: ignore[no-any-return]
 
 
-def crd() -> Schema:
-    """The full CRD object for ``progressiverollouts.phasegate.dev``."""
-    spec = structural(
-        RolloutSpec.model_json_schema(
-            by_alias=True, mode="validation", schema_generator=_WireDefaults
-        )
+def _schema_of(model: type[BaseModel]) -> Schema:
+    return structural(
+        model.model_json_schema(by_alias=True, mode="validation", schema_generator=_WireDefaults)
     )
-    status = structural(
-        RolloutStatus.model_json_schema(
-            by_alias=True, mode="validation", schema_generator=_WireDefaults
-        )
-    )
+
+
+def _definition(
+    *,
+    kind: str,
+    plural: str,
+    description: str,
+    spec: Schema,
+    status: Schema,
+    short_names: list[str],
+    categories: list[str],
+    columns: list[Schema],
+) -> Schema:
     schema = {
         "type": "object",
-        "description": "A release moving traffic from stable to canary through phases.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -116,17 +133,17 @@ def crd() -> Schema:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["prollout", "pgr"],
-                "categories": ["rollouts", "phasegate"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": categories,
             },
             "versions": [
                 {
@@ -134,7 +151,7 @@ def crd() -> Schema:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],
@@ -142,7 +159,52 @@ def crd() -> Schema:
     }
 
 
+def crd() -> Schema:
+    """The full CRD object for ``progressiverollouts.phasegate.dev``."""
+    return _definition(
+        kind=KIND,
+        plural=PLURAL,
+        description="A release moving traffic from stable to canary through phases.",
+        spec=_schema_of(RolloutSpec),
+        status=_schema_of(RolloutStatus),
+        short_names=["prollout", "pgr"],
+        categories=["rollouts", "phasegate"],
+        columns=PRINTER_COLUMNS,
+    )
+
+
+def release_crd() -> Schema:
+    """The CRD for ``progressivereleases.phasegate.dev``: a revision across regions, in waves.
+
+    ``kubectl get releases`` (a short name) lists them; they are in the ``phasegate``
+    category but not in ``rollouts``, whose columns are a rollout's."""
+    return _definition(
+        kind=RELEASE_KIND,
+        plural=RELEASE_PLURAL,
+        description="One revision rolled out region by region, in waves, from the hub.",
+        spec=_schema_of(ReleaseSpec),
+        status=_schema_of(ReleaseStatus),
+        short_names=["releases", "release", "prel"],
+        categories=["phasegate"],
+        columns=RELEASE_PRINTER_COLUMNS,
+    )
+
+
+HEADER = "# Generated by `make crds` from phasegate.api; do not edit by hand.\n"
+
+
 def render_yaml() -> str:
     """The CRD as committed in ``crds/``."""
-    header = "# Generated by `make crds` from phasegate.api; do not edit by hand.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=100)
+
+
+def render_release_yaml() -> str:
+    """The release CRD as committed in ``crds/``."""
+    return HEADER + yaml.safe_dump(release_crd(), sort_keys=False, width=100)
+
+
+# File name in crds/ -> its text.
+CRD_FILES = {
+    f"{GROUP}_{PLURAL}.yaml": render_yaml,
+    f"{GROUP}_{RELEASE_PLURAL}.yaml": render_release_yaml,
+}

@@ -50,8 +50,15 @@ def _build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
     run.add_argument(
         "--peering",
-        default="phasegate",
-        help="kopf peering name: only one replica of a peering acts (default: phasegate)",
+        default=None,
+        help="kopf peering name: only one replica of a peering acts "
+        "(default: phasegate, or phasegate-hub with --hub)",
+    )
+    run.add_argument(
+        "--hub",
+        action="store_true",
+        help="the hub role: drive ProgressiveReleases region by region (each region a cluster "
+        "reached through a kubeconfig Secret) instead of ProgressiveRollouts here",
     )
     run.add_argument("--standalone", action="store_true", help="no peering: a single replica")
     run.add_argument(
@@ -82,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ("demo", "the reference release on the local stack, shown live"),
         ("demo-service", "a demo HTTP service exporting Prometheus metrics"),
         ("demo-load", "the demo's load generator, weighted by an HTTPRoute"),
+        ("dashboard", "a live web view of rollouts (as kubectl phasegate dashboard)"),
     ):
         commands.add_parser(name, help=summary, add_help=False)
 
@@ -110,6 +118,10 @@ DEMO_TOOLS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "dashboard":  # the kubectl plugin's, with its --kubeconfig
+        from phasegate.cli import kubectl
+
+        return kubectl.main(["dashboard", *argv[1:]])
     if argv and argv[0] in DEMO_TOOLS:  # the demo's helpers parse their own arguments
         import importlib
 
@@ -121,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return validate_files(args.files)
     if args.command == "crds":
-        from phasegate.api.crd import render_yaml
+        from phasegate.api.crd import CRD_FILES
 
-        text = render_yaml()
         if args.output is None:
-            sys.stdout.write(text)
+            sys.stdout.write("---\n".join(render() for render in CRD_FILES.values()))
         else:
             args.output.mkdir(parents=True, exist_ok=True)
-            target = args.output / "phasegate.dev_progressiverollouts.yaml"
-            target.write_text(text)
-            print(f"wrote {target}")
+            for name, render in CRD_FILES.items():
+                target = args.output / name
+                target.write_text(render())
+                print(f"wrote {target}")
         return 0
     if args.command == "run":
         from phasegate.runtime.run import RunOptions
@@ -139,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_operator(
             RunOptions(
                 namespaces=tuple(args.namespace),
-                peering=None if args.standalone else args.peering,
+                peering=None
+                if args.standalone
+                else args.peering or ("phasegate-hub" if args.hub else "phasegate"),
+                hub=args.hub,
                 prometheus=args.prometheus,
                 health_port=args.health_port,
                 metrics_port=args.metrics_port,

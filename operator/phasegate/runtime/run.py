@@ -11,7 +11,7 @@ from aiohttp import web
 
 from phasegate.runtime import logs
 from phasegate.runtime.health import Readiness, health_app
-from phasegate.runtime.operator import make_context, register
+from phasegate.runtime.operator import configure_kopf, make_context, register
 from phasegate.runtime.peering import await_peerings, peerings
 from phasegate.runtime.telemetry import metrics_app
 
@@ -29,6 +29,7 @@ class RunOptions:
     log_format: str = "json"
     priority: int = 0
     peering_lifetime: int = 60
+    hub: bool = False  # drive ProgressiveReleases across regions instead of rollouts here
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
@@ -42,13 +43,27 @@ async def run(options: RunOptions) -> None:
     logs.configure(options.log_level, options.log_format)
     context = make_context(options.prometheus)
     registry = kopf.OperatorRegistry()
-    register(
-        registry,
-        context,
-        peering=options.peering,
-        priority=options.priority,
-        peering_lifetime=options.peering_lifetime,
-    )
+    if options.hub:
+        from phasegate.hub.daemon import Hub, register_hub
+
+        register_hub(
+            registry,
+            Hub(context.kube),
+            lambda settings: configure_kopf(
+                settings,
+                peering=options.peering,
+                priority=options.priority,
+                peering_lifetime=options.peering_lifetime,
+            ),
+        )
+    else:
+        register(
+            registry,
+            context,
+            peering=options.peering,
+            priority=options.priority,
+            peering_lifetime=options.peering_lifetime,
+        )
     readiness = Readiness({"kopf": "kopf is starting"})
     runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
         await _serve(health_app(readiness), options.health_port),
@@ -56,6 +71,7 @@ async def run(options: RunOptions) -> None:
     ]
     log.info(
         "starting",
+        role="hub" if options.hub else "rollouts",
         namespaces=list(options.namespaces) or "all",
         peering=options.peering,
         priority=options.priority,
