@@ -1,30 +1,33 @@
-"""Prometheus, through prometheus-api-client. Blocking: the operator calls it in a thread.
+"""Prometheus over its HTTP API, asynchronously (aiohttp, on the operator's event loop).
 
 Every outcome is classified for the engine: a value, no data (empty or NaN), several series
 where one was expected, a query Prometheus rejected (400/422, with its message: the query is
 misconfigured), or Prometheus unavailable (unreachable, timeout, 5xx).
+
+Throughput does not depend on a thread pool: at most ``max_in_flight`` requests are open to
+one Prometheus at a time and the others wait their turn (backpressure; a query that waits
+longer than the timeout for a turn is reported unavailable). Identical queries evaluated at
+the same instant, rounded down to ``coalesce_window`` (e.g. the stable side many rollouts
+share), are sent once: later askers join the request in flight or take its answer.
 """
 
 from __future__ import annotations
 
-import ast
+import asyncio
+import base64
 import json
 import math
-import re
-import tempfile
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-import urllib3
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
+import aiohttp
 
 from phasegate.engine.inputs import Measurement, Outcome, QueryRequest
 
-_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+DEFAULT_STEP = 30.0  # seconds between samples of a range query without a step
 
 
 @dataclass(frozen=True)
@@ -36,130 +39,282 @@ class PrometheusSettings:
     password: str | None = None
     ca_pem: str | None = None
     insecure_skip_verify: bool = False
+    max_in_flight: int = 16  # requests open to this Prometheus at once; the rest queue
+    coalesce_window: float = 0.5  # seconds; 0 sends every query with the current time
+
+
+@dataclass
+class _Flight:
+    """What one event loop holds for one Prometheus: the session and what is in flight."""
+
+    session: aiohttp.ClientSession
+    turns: asyncio.Semaphore
+    in_flight: dict[tuple[Any, ...], asyncio.Task[Measurement]] = field(default_factory=dict)
+    answered: dict[tuple[Any, ...], Measurement] = field(default_factory=dict)
+    bucket: float = 0.0  # the instant ``answered`` holds answers for
+    waiting: int = 0
 
 
 class Prometheus:
-    def __init__(self, settings: PrometheusSettings) -> None:
+    """One Prometheus server. Use :meth:`measure_async` on an event loop; :meth:`measure`
+    blocks (for the CLI and scripts, never on a running loop)."""
+
+    def __init__(
+        self, settings: PrometheusSettings, clock: Callable[[], float] | None = None
+    ) -> None:
+        if settings.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.settings = settings
-        headers = (
-            {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else None
-        )
-        auth = (settings.username, settings.password) if settings.username is not None else None
-        self.client = PrometheusConnect(
-            url=settings.address.rstrip("/"),
-            headers=headers,
-            auth=auth,
-            disable_ssl=settings.insecure_skip_verify,
-            retry=Retry(total=False),  # no retries: the engine's consecutive-error rule decides
-            timeout=settings.timeout,
-        )
-        if settings.ca_pem:
-            with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
-                bundle.write(settings.ca_pem)
-            self.client._session.verify = bundle.name
+        self._clock = clock or time.time
+        self._flights: dict[asyncio.AbstractEventLoop, _Flight] = {}
+        self.sent = 0  # requests that reached the network
+        self.shared = 0  # answers taken from an identical request (in flight or just answered)
+
+    # ---- the public surface -------------------------------------------------------------
+
+    async def measure_async(self, request: QueryRequest) -> Measurement:
+        """Run one query; never raises for a query or network problem, classifies it."""
+        flight = self._flight()
+        instant = self._instant()
+        key = (request.query, request.window, request.step, request.group_by, instant)
+        if instant != flight.bucket:
+            flight.answered.clear()
+            flight.bucket = instant
+        if (done := flight.answered.get(key)) is not None:
+            self.shared += 1
+            return done
+        sending = flight.in_flight.get(key)
+        if sending is None:
+            # A task of its own: an asker cancelled (its rollout deleted) stops no one else.
+            sending = asyncio.get_running_loop().create_task(self._send(flight, request, instant))
+            flight.in_flight[key] = sending
+            sending.add_done_callback(lambda task: _landed(flight, key, instant, task))
+        else:
+            self.shared += 1
+        return await asyncio.shield(sending)
 
     def measure(self, request: QueryRequest) -> Measurement:
+        """:meth:`measure_async`, blocking, on a loop of its own."""
+
+        async def once() -> Measurement:
+            try:
+                return await self.measure_async(request)
+            finally:
+                await self.close()
+
+        return asyncio.run(once())
+
+    async def close(self) -> None:
+        """Close the HTTP session of the running loop (and forget closed loops')."""
+        loop = asyncio.get_running_loop()
+        flight = self._flights.pop(loop, None)
+        if flight is not None:
+            await flight.session.close()
+        for other in [lp for lp in self._flights if lp.is_closed()]:
+            del self._flights[other]
+
+    # ---- the request --------------------------------------------------------------------
+
+    def _flight(self) -> _Flight:
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get(loop)
+        if flight is None or flight.session.closed:
+            s = self.settings
+            connector = aiohttp.TCPConnector(limit=s.max_in_flight, ssl=self._tls())
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=_authorization(s),
+                timeout=aiohttp.ClientTimeout(total=s.timeout),
+                raise_for_status=False,
+            )
+            flight = _Flight(session, asyncio.Semaphore(s.max_in_flight))
+            self._flights[loop] = flight
+        return flight
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        if self.settings.insecure_skip_verify:
+            return False
+        if self.settings.ca_pem:
+            return ssl.create_default_context(cadata=self.settings.ca_pem)
+        return True
+
+    def _instant(self) -> float:
+        window = self.settings.coalesce_window
+        now = self._clock()
+        return math.floor(now / window) * window if window > 0 else now
+
+    async def _send(self, flight: _Flight, request: QueryRequest, instant: float) -> Measurement:
+        s = self.settings
+        if request.window is not None:
+            step = request.step.total_seconds() if request.step else DEFAULT_STEP
+            path = "/api/v1/query_range"
+            params = {
+                "query": request.query,
+                "start": f"{instant - request.window.total_seconds():.3f}",
+                "end": f"{instant:.3f}",
+                "step": f"{max(step, 0.001):g}s",
+            }
+        else:
+            path = "/api/v1/query"
+            params = {"query": request.query, "time": f"{instant:.3f}"}
+        flight.waiting += 1
         try:
-            if request.window is not None:
-                return self._range(request)
-            return self._instant(request)
-        except PrometheusApiClientException as error:
-            return _http_error(request.query, str(error))
-        except urllib3.exceptions.NewConnectionError:  # a TimeoutError subclass, but refused
-            return Measurement(
-                request.query,
-                Outcome.UNAVAILABLE,
-                message=f"{self.settings.address} unreachable (connection refused)",
+            async with asyncio.timeout(s.timeout):
+                await flight.turns.acquire()
+        except TimeoutError:
+            return self._unavailable(
+                request,
+                f"{s.address} busy: no turn within {s.timeout:g}s ({flight.waiting} queries "
+                f"waiting, at most {s.max_in_flight} in flight)",
             )
-        except (requests.Timeout, urllib3.exceptions.TimeoutError):
-            return Measurement(
-                request.query,
-                Outcome.UNAVAILABLE,
-                message=f"timed out after {self.settings.timeout:g}s",
+        finally:
+            flight.waiting -= 1
+        try:
+            self.sent += 1
+            return await _classify(
+                request, s, lambda: _get(flight.session, s.address.rstrip("/") + path, params)
             )
-        except requests.exceptions.SSLError as error:
-            return Measurement(
-                request.query,
-                Outcome.UNAVAILABLE,
-                message=f"{self.settings.address}: TLS failed ({_tls_reason(error)}); give its "
-                "CA with spec.prometheus.caSecret (or set insecureSkipVerify)",
-            )
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-            reason = type(error).__name__
-            return Measurement(
-                request.query,
-                Outcome.UNAVAILABLE,
-                message=f"{self.settings.address} unreachable ({reason})",
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            return Measurement(
-                request.query, Outcome.UNAVAILABLE, message=f"unexpected answer: {error}"
-            )
+        finally:
+            flight.turns.release()
 
-    def _instant(self, request: QueryRequest) -> Measurement:
-        result: list[dict[str, Any]] = self.client.custom_query(request.query)
-        if not result:
-            return Measurement(request.query, Outcome.NO_DATA, message="empty result")
-        series: dict[str, float] = {}
-        for item in result:
-            labels = item.get("metric") or {}
-            key = labels.get(request.group_by, "") if request.group_by else _label_key(labels)
-            series[key] = float(item["value"][1])
-        if request.group_by is None and len(series) > 1:
-            return Measurement(
-                request.query,
-                Outcome.SEVERAL_SERIES,
-                series=series,
-                message=f"{len(series)} series",
-            )
-        if request.group_by is None and math.isnan(next(iter(series.values()))):
-            return Measurement(request.query, Outcome.NO_DATA, message="the query returned NaN")
-        return Measurement(request.query, Outcome.VALUE, series=series)
+    def _unavailable(self, request: QueryRequest, message: str) -> Measurement:
+        return Measurement(request.query, Outcome.UNAVAILABLE, message=message)
 
-    def _range(self, request: QueryRequest) -> Measurement:
-        assert request.window is not None
-        end = datetime.now(UTC)
-        step = request.step or timedelta(seconds=30)
-        result: list[dict[str, Any]] = self.client.custom_query_range(
-            request.query,
-            start_time=end - request.window,
-            end_time=end,
-            step=f"{max(step.total_seconds(), 0.001):g}s",
+
+def _authorization(settings: PrometheusSettings) -> dict[str, str]:
+    if settings.bearer_token:
+        return {"Authorization": f"Bearer {settings.bearer_token}"}
+    if settings.username is not None:
+        pair = f"{settings.username}:{settings.password or ''}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    return {}
+
+
+def _landed(
+    flight: _Flight, key: tuple[Any, ...], instant: float, task: asyncio.Task[Measurement]
+) -> None:
+    """A request ended: later askers of the same instant take its answer (errors are asked
+    again)."""
+    flight.in_flight.pop(key, None)
+    if task.cancelled() or task.exception() is not None:
+        return
+    answer = task.result()
+    if not answer.is_error and flight.bucket == instant:
+        flight.answered[key] = answer
+
+
+async def _get(
+    session: aiohttp.ClientSession, url: str, params: dict[str, str]
+) -> tuple[int, bytes]:
+    async with session.get(url, params=params) as response:
+        return response.status, await response.read()
+
+
+async def _classify(
+    request: QueryRequest,
+    settings: PrometheusSettings,
+    send: Callable[[], Awaitable[tuple[int, bytes]]],
+) -> Measurement:
+    query, address = request.query, settings.address
+    try:
+        status, body = await send()
+    except aiohttp.ClientConnectorCertificateError as error:
+        return _tls_failed(query, address, error)
+    except aiohttp.ClientConnectorSSLError as error:
+        return _tls_failed(query, address, error)
+    except aiohttp.ClientConnectorError as error:
+        if isinstance(error.os_error, ssl.SSLError):
+            return _tls_failed(query, address, error)
+        why = (
+            "connection refused"
+            if isinstance(error.os_error, ConnectionRefusedError)
+            else (type(error.os_error).__name__)
         )
-        if not result:
-            return Measurement(request.query, Outcome.NO_DATA, message="empty result")
-        if len(result) > 1:
-            return Measurement(
-                request.query, Outcome.SEVERAL_SERIES, message=f"{len(result)} series"
-            )
-        samples = tuple(float(v) for _, v in result[0].get("values", []))
-        return Measurement(request.query, Outcome.VALUE, samples=samples)
+        return Measurement(query, Outcome.UNAVAILABLE, message=f"{address} unreachable ({why})")
+    except TimeoutError:  # aiohttp's ServerTimeoutError is one too
+        return Measurement(
+            query, Outcome.UNAVAILABLE, message=f"timed out after {settings.timeout:g}s"
+        )
+    except aiohttp.ClientSSLError as error:
+        return _tls_failed(query, address, error)
+    except aiohttp.ClientError as error:
+        return Measurement(
+            query, Outcome.UNAVAILABLE, message=f"{address} unreachable ({type(error).__name__})"
+        )
+    try:
+        return _answer(request, status, body)
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        return Measurement(query, Outcome.UNAVAILABLE, message=f"unexpected answer: {error}")
+
+
+def _answer(request: QueryRequest, status: int, body: bytes) -> Measurement:
+    query = request.query
+    if status != 200:
+        message = _error_text(body)
+        if status in (400, 422):
+            return Measurement(query, Outcome.REJECTED, message=message)
+        return Measurement(query, Outcome.UNAVAILABLE, message=f"HTTP {status}: {message}")
+    payload = json.loads(body)
+    if payload.get("status") != "success":
+        raise ValueError(payload.get("error") or "status is not success")
+    result: list[dict[str, Any]] = payload["data"]["result"]
+    if request.window is not None:
+        return _range(query, result)
+    return _instant(request, result)
+
+
+def _instant(request: QueryRequest, result: list[dict[str, Any]]) -> Measurement:
+    query = request.query
+    if not result:
+        return Measurement(query, Outcome.NO_DATA, message="empty result")
+    series: dict[str, float] = {}
+    for item in result:
+        labels = item.get("metric") or {}
+        key = labels.get(request.group_by, "") if request.group_by else _label_key(labels)
+        series[key] = float(item["value"][1])
+    if request.group_by is None and len(series) > 1:
+        return Measurement(
+            query, Outcome.SEVERAL_SERIES, series=series, message=f"{len(series)} series"
+        )
+    if request.group_by is None and math.isnan(next(iter(series.values()))):
+        return Measurement(query, Outcome.NO_DATA, message="the query returned NaN")
+    return Measurement(query, Outcome.VALUE, series=series)
+
+
+def _range(query: str, result: list[dict[str, Any]]) -> Measurement:
+    if not result:
+        return Measurement(query, Outcome.NO_DATA, message="empty result")
+    if len(result) > 1:
+        return Measurement(query, Outcome.SEVERAL_SERIES, message=f"{len(result)} series")
+    samples = tuple(float(v) for _, v in result[0].get("values", []))
+    return Measurement(query, Outcome.VALUE, samples=samples)
 
 
 def _label_key(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def _http_error(query: str, text: str) -> Measurement:
-    match = _STATUS.match(text)
-    if not match:
-        return Measurement(query, Outcome.UNAVAILABLE, message=text)
-    code = int(match.group(1))
-    message = match.group(2)
+def _error_text(body: bytes) -> str:
+    """Prometheus's own ``error`` field, else the body as text."""
     try:
-        body = ast.literal_eval(message)
-        message = json.loads(body).get("error", body.decode(errors="replace"))
-    except (ValueError, SyntaxError, AttributeError, json.JSONDecodeError):
-        pass
-    if code in (400, 422):
-        return Measurement(query, Outcome.REJECTED, message=str(message))
-    return Measurement(query, Outcome.UNAVAILABLE, message=f"HTTP {code}: {message}")
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip()[:500]
+
+
+def _tls_failed(query: str, address: str, error: Exception) -> Measurement:
+    return Measurement(
+        query,
+        Outcome.UNAVAILABLE,
+        message=f"{address}: TLS failed ({_tls_reason(error)}); give its CA with "
+        "spec.prometheus.caSecret (or set insecureSkipVerify)",
+    )
 
 
 def _tls_reason(error: Exception) -> str:
-    """The OpenSSL reason inside requests' nested SSLError, e.g. "certificate verify failed"."""
+    """The OpenSSL reason inside the error, e.g. "certificate verify failed"."""
     text = str(error)
     for known in ("certificate verify failed", "wrong version number", "handshake failure"):
-        if known in text:
+        if known.replace(" ", "_").upper() in text or known in text:
             return known
     return type(error).__name__

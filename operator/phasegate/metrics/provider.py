@@ -8,6 +8,11 @@ from phasegate.engine.inputs import Measurement, QueryRequest
 
 
 class MetricsProvider(Protocol):
+    async def measure_async(self, request: QueryRequest) -> Measurement:
+        """Run one query on the running event loop; never raises for a query or network
+        problem, classifies it."""
+        ...
+
     def measure(self, request: QueryRequest) -> Measurement:
-        """Run one query; never raises for a query or network problem, classifies it."""
+        """The same, blocking (never on a running event loop)."""
         ...
