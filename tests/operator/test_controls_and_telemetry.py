@@ -9,15 +9,17 @@ from phasegate.runtime.telemetry import Telemetry
 
 
 def test_a_control_annotation_round_trips() -> None:
-    annotation = controls.annotation("approve", by="finance", phase="ramp", control_id="a1")
+    annotation = controls.annotation(
+        "approve", by="fiona", group="finance", phase="ramp", control_id="a1"
+    )
     assert annotation == {
-        "control.phasegate.dev/a1": '{"action":"approve","by":"finance","phase":"ramp"}'
+        "control.phasegate.dev/a1": (
+            '{"action":"approve","phase":"ramp","group":"finance","by":"fiona"}'
+        )
     }
     requests, problems = controls.parse({**annotation, "unrelated": "x"})
-    assert (
-        requests == [("a1", {"action": "approve", "by": "finance", "phase": "ramp"})]
-        and problems == []
-    )
+    body = {"action": "approve", "phase": "ramp", "group": "finance", "by": "fiona"}
+    assert requests == [("a1", body)] and problems == []
 
 
 def test_ids_are_unique_per_request() -> None:

@@ -13,6 +13,7 @@ from phasegate.report.history import record_history
 from support.engine import Sim, healthy, reference_spec
 
 APPROVERS = ("engineering", "operations", "product", "finance")
+PEOPLE = {"engineering": "alice", "operations": "oscar", "product": "paula", "finance": "fiona"}
 
 
 @dataclass
@@ -37,7 +38,13 @@ class RecordingSim(Sim):
 
 def approvals(*phases: str) -> list[Control]:
     return [
-        Control(id=f"{phase}-{group}", action=ControlAction.APPROVE, phase=phase, by=group)
+        Control(
+            id=f"{phase}-{group}",
+            action=ControlAction.APPROVE,
+            phase=phase,
+            group=group,
+            by=PEOPLE[group],
+        )
         for phase in phases
         for group in APPROVERS
     ]

@@ -68,11 +68,11 @@ def test_release_report_has_every_checkpoint_and_the_hold(succeeded: RecordingSi
     worst = {w.rule: w for w in canary.worst}
     assert worst["holdTriggers[0]"].worst == 0.008
     assert worst["successCriteria[0]"].worst == 0.008, "kept between checkpoints too"
-    assert {a.by for a in report.phases[1].approvals} == {
-        "engineering",
-        "operations",
-        "product",
-        "finance",
+    assert {(a.group, a.by) for a in report.phases[1].approvals} == {
+        ("engineering", "alice"),
+        ("operations", "oscar"),
+        ("product", "paula"),
+        ("finance", "fiona"),
     }
     assert [e.time for e in report.timeline] == sorted(e.time for e in report.timeline)
 

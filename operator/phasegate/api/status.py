@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from phasegate.api.durations import Duration
@@ -101,9 +101,32 @@ class Decision(StatusModel):
 
 
 class ApprovalRecord(StatusModel):
+    """A group's approval of a phase's gate, and the user who gave it."""
+
     phase: str
-    by: str
+    group: str = Field(default="", description="The group the approval is for.")
+    by: str = Field(
+        description="The user who approved: the authenticated user where the chart's "
+        "admission policy is installed."
+    )
     time: datetime
+
+    @model_validator(mode="after")
+    def _older_records(self) -> ApprovalRecord:
+        # Records written before approvals named a group had the group in ``by``.
+        if not self.group:
+            self.group = self.by
+        return self
+
+
+class RejectionRecord(StatusModel):
+    """A NO-GO: a group's rejection of a phase's gate, who said no, and why."""
+
+    phase: str
+    group: str
+    by: str = Field(description="The user who rejected (authenticated, with the policy).")
+    time: datetime
+    reason: str = ""
 
 
 class Condition(StatusModel):
@@ -181,6 +204,10 @@ class RolloutStatus(StatusModel):
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     decision: Decision | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
+    rejections: list[RejectionRecord] = Field(
+        default_factory=list,
+        description="NO-GOs given for this revision; the latest holds the release until retried.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     breaches: list[Breach] = Field(default_factory=list)
     query_errors: int = Field(default=0, description="Consecutive evaluations with failed queries.")

@@ -65,6 +65,7 @@ class Measurement:
 
 class ControlAction(StrEnum):
     APPROVE = "approve"
+    REJECT = "reject"
     PROMOTE = "promote"
     PROMOTE_FULL = "promoteFull"
     PAUSE = "pause"
@@ -75,13 +76,14 @@ class ControlAction(StrEnum):
 
 @dataclass(frozen=True)
 class Control:
-    """A person's request: approve a gate, promote, pause, resume, abort, retry."""
+    """A person's request: approve or reject a gate, promote, pause, resume, abort, retry."""
 
     id: str
     action: ControlAction
-    by: str = "unknown"
-    phase: str | None = None  # approve: the phase whose gate is approved
+    by: str = "unknown"  # the user who asks (the API server vouches for it with the policy)
+    phase: str | None = None  # approve, reject: the phase whose gate it is for
     reason: str = ""
+    group: str | None = None  # approve, reject: the group it speaks for; None: ``by``
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from phasegate.api.status import (
     CriterionResult,
     Decision,
     PhaseStatus,
+    RejectionRecord,
     RolloutStatus,
     State,
     Verdict,
@@ -34,6 +35,7 @@ from phasegate.engine.queries import plan_queries, requests_for, rules_of
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
 HANDLED_CONTROLS = 32
+REJECTIONS = 16  # the latest NO-GOs of a revision kept in status
 WEIGHT_RECHECK = timedelta(seconds=1)
 METRICS_BREACH = "metrics"
 ACTIVE = (
@@ -54,6 +56,7 @@ class HoldReason(StrEnum):
     HOLD_TRIGGER = "HoldTrigger"
     GATE = "Gate"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+    REJECTED = "Rejected"  # a NO-GO: only a retry or a new revision goes on
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ class _Machine:
         s = self.s
         if new_revision:
             s.approvals = []
+            s.rejections = []
             self.decide(Action.RESTART, reason, [])
             self.event("Normal", "Restarted", f"{reason}: canary to 0%, then the first phase")
         s.revision = self.spec.revision
@@ -368,7 +372,7 @@ class _Machine:
         s = self.s
         phase = self.spec.phases[index]
         if phase.approval is not None:
-            approved = {a.by for a in s.approvals if a.phase == phase.name}
+            approved = {a.group for a in s.approvals if a.phase == phase.name}
             missing = [g for g in phase.approval.required if g not in approved]
             if missing:
                 message = f"waiting for approval of {phase.name} by {', '.join(missing)}"
@@ -455,7 +459,13 @@ class _Machine:
         self.event("Normal", "Succeeded", s.message)
 
     def hold(
-        self, why: HoldReason, reason: str, evidence: list[CriterionResult], *, lower_weight: bool
+        self,
+        why: HoldReason,
+        reason: str,
+        evidence: list[CriterionResult],
+        *,
+        lower_weight: bool,
+        event: str = "Holding",
     ) -> None:
         s = self.s
         s.state = State.HOLDING
@@ -465,7 +475,7 @@ class _Machine:
             s.desired_weight = min(self.spec.hold_weight, s.desired_weight)
         s.message = f"holding at canary {s.desired_weight}%: {reason}"
         self.decide(Action.HOLD, reason, evidence)
-        self.event("Warning", "Holding", s.message)
+        self.event("Warning", event, s.message)
 
     def rollback(self, reason: str, evidence: list[CriterionResult]) -> None:
         s = self.s
@@ -500,8 +510,14 @@ class _Machine:
     def control(self, c: Control) -> None:
         s = self.s
         by = f" by {c.by}"
-        if c.action is ControlAction.APPROVE:
+        if s.hold_reason == HoldReason.REJECTED and c.action in GO_ON:
+            last = s.rejections[-1] if s.rejections else None
+            what = f"{last.phase} was rejected by {last.by}" if last else "the gate was rejected"
+            self.ignored(c, f"{what}; only retry or a new spec.revision goes on")
+        elif c.action is ControlAction.APPROVE:
             self.approve(c)
+        elif c.action is ControlAction.REJECT:
+            self.reject(c)
         elif c.action is ControlAction.ABORT:
             if s.state in (State.ROLLED_BACK, State.SUCCEEDED):
                 self.ignored(c, f"the release is {s.state.value}")
@@ -533,19 +549,55 @@ class _Machine:
             else:
                 self.advance(f"promoted{by}")
 
-    def approve(self, c: Control) -> None:
-        phase = next((p for p in self.spec.phases if p.name == c.phase), None)
-        if phase is None or phase.approval is None:
+    def gate(self, c: Control) -> tuple[int, Phase, str] | None:
+        """The gate an approval or rejection is for: the phase's index, the phase and the
+        group; None (and a ControlIgnored event) when the phase has none or the group is not
+        one of its approvers."""
+        group = c.group or c.by
+        found = [(i, p) for i, p in enumerate(self.spec.phases) if p.name == c.phase]
+        if not found or found[0][1].approval is None:
             self.ignored(c, f"phase {c.phase!r} has no approval gate")
-        elif c.by not in phase.approval.required:
+            return None
+        index, phase = found[0]
+        assert phase.approval is not None
+        if group not in phase.approval.required:
             groups = ", ".join(phase.approval.required)
-            self.ignored(c, f"{c.by!r} is not an approver of {phase.name} ({groups})")
-        elif any(a.phase == phase.name and a.by == c.by for a in self.s.approvals):
+            self.ignored(c, f"{group!r} is not an approver of {phase.name} ({groups})")
+            return None
+        return index, phase, group
+
+    def approve(self, c: Control) -> None:
+        gate = self.gate(c)
+        if gate is None:
             return
-        else:
-            record = ApprovalRecord(phase=phase.name, by=c.by, time=self.now)
-            self.s.approvals = [*self.s.approvals, record]
-            self.event("Normal", "Approved", f"{phase.name} approved by {c.by}")
+        _, phase, group = gate
+        if any(a.phase == phase.name and a.group == group for a in self.s.approvals):
+            return
+        record = ApprovalRecord(phase=phase.name, group=group, by=c.by, time=self.now)
+        self.s.approvals = [*self.s.approvals, record]
+        self.event("Normal", "Approved", f"{phase.name} approved for {group} by {c.by}")
+
+    def reject(self, c: Control) -> None:
+        """A NO-GO on a gate ahead: hold now, weight kept, until a retry or a new revision."""
+        s = self.s
+        gate = self.gate(c)
+        if gate is None:
+            return
+        index, phase, group = gate
+        if s.state in (State.ROLLED_BACK, State.SUCCEEDED, State.PROMOTING):
+            self.ignored(c, f"the release is {s.state.value}")
+            return
+        if s.current_phase is not None and s.current_phase.index >= index:
+            self.ignored(c, f"{phase.name} has been entered already; pause or abort instead")
+            return
+        record = RejectionRecord(
+            phase=phase.name, group=group, by=c.by, time=self.now, reason=c.reason
+        )
+        s.rejections = [*s.rejections, record][-REJECTIONS:]
+        s.resume_state = None  # a Degraded release comes back to this hold
+        why = f"{phase.name} rejected by {c.by} for {group}" + (f": {c.reason}" if c.reason else "")
+        self.hold(HoldReason.REJECTED, why, [], lower_weight=False, event="Rejected")
+        s.message += ". Retry, or change spec.revision"
 
     def resume(self, c: Control) -> None:
         s = self.s
@@ -697,6 +749,14 @@ class _Machine:
         )
 
 
+GO_ON = (
+    ControlAction.PROMOTE,
+    ControlAction.PROMOTE_FULL,
+    ControlAction.PAUSE,
+    ControlAction.RESUME,
+)
+
+
 def _set_conditions(
     s: RolloutStatus, now: datetime, results: dict[str, CriterionResult] | None = None
 ) -> None:
@@ -709,6 +769,16 @@ def _set_conditions(
         ("Degraded", bad, s.state.value, s.message if bad else ""),
     ]
     previous = {c.type: c for c in s.conditions}
+    rejected = s.hold_reason == HoldReason.REJECTED and bool(s.rejections)
+    if rejected or "Rejected" in previous:
+        last = s.rejections[-1] if rejected else None
+        said = (
+            f"{last.phase} rejected by {last.by} for {last.group} at "
+            f"{last.time.isoformat()}" + (f": {last.reason}" if last.reason else "")
+            if last is not None
+            else ""
+        )
+        wanted.append(("Rejected", rejected, "Rejected" if rejected else "GoneOn", said))
     metrics = previous.get("MetricsAvailable")
     if results:
         errors = [r for r in results.values() if r.verdict is Verdict.ERROR]

@@ -21,6 +21,7 @@ from phasegate.api.status import (
     CheckpointVerdict,
     Decision,
     PhaseRecord,
+    RejectionRecord,
     RolloutStatus,
     RuleExtreme,
     State,
@@ -51,6 +52,10 @@ class PhaseReport(ReportModel):
     worst: list[RuleExtreme]
     decisions: list[Decision]
     approvals: list[ApprovalRecord]
+    rejections: list[RejectionRecord] = Field(
+        default_factory=list,
+        description="NO-GOs given at this phase's gate: who, for which group, why.",
+    )
 
 
 class TimelineEntry(ReportModel):
@@ -126,6 +131,7 @@ def _phase_report(phase: Phase, status: RolloutStatus) -> PhaseReport:
         worst=record.worst,
         decisions=record.decisions,
         approvals=[a for a in status.approvals if a.phase == phase.name],
+        rejections=[r for r in status.rejections if r.phase == phase.name],
     )
 
 
@@ -144,7 +150,11 @@ def _timeline(phase: PhaseReport) -> list[TimelineEntry]:
     entries: list[tuple[datetime | None, str]] = [
         (phase.started_at, f"{phase.name} started at canary {phase.weight}%"),
     ]
-    entries += [(a.time, f"approved by {a.by}") for a in phase.approvals]
+    entries += [(a.time, f"approved for {a.group} by {a.by}") for a in phase.approvals]
+    entries += [
+        (r.time, f"rejected for {r.group} by {r.by}" + (f": {r.reason}" if r.reason else ""))
+        for r in phase.rejections
+    ]
     entries += [
         (c.time, f"checkpoint {_offset(c)} {c.verdict.value.lower()}") for c in phase.checkpoints
     ]

@@ -81,7 +81,14 @@ def _phase(phase: PhaseReport) -> list[str]:
         lines.append("")
     if phase.approvals:
         lines += ["### Approvals", ""]
-        lines += [f"- {a.by} at {when(a.time)}" for a in phase.approvals]
+        lines += [f"- {a.group}: {a.by} at {when(a.time)}" for a in phase.approvals]
+        lines.append("")
+    if phase.rejections:
+        lines += ["### Rejections (NO-GO)", ""]
+        lines += [
+            f"- {r.group}: {r.by} at {when(r.time)}" + (f" — {cell(r.reason)}" if r.reason else "")
+            for r in phase.rejections
+        ]
         lines.append("")
     return lines[:-1] if lines[-1] == "" else lines
 

@@ -125,6 +125,7 @@ def _controls(
             by=str(body.get("by") or "unknown"),
             phase=body.get("phase"),
             reason=str(body.get("reason") or ""),
+            group=body.get("group"),
         )
         for cid, body in requests
     ]
