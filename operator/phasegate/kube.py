@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import kubernetes
 import yaml
+import urllib3
 from kubernetes.client import (
     ApiClient,
     ApiException,
@@ -40,9 +41,33 @@ def unchanged_since(resource_version: str) -> dict[str, Any]:
     return {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
 
 
+# Every call of the Kubernetes client gives up after this long: a call that hangs must not
+# hold an evaluation (and the thread it runs on) for ever. kopf's own watches have theirs.
+CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 15.0
+
+
 @dataclass
 class Kube:
     api: ApiClient
+
+    def __post_init__(self) -> None:
+        # The client sends no timeout unless each call names one; give every call ours.
+        rest = self.api.rest_client
+        send: Any = rest.request
+
+        def request(*args: Any, **kwargs: Any) -> Any:
+            kwargs["_request_timeout"] = kwargs.get("_request_timeout") or (
+                CONNECT_TIMEOUT,
+                READ_TIMEOUT,
+            )
+            return send(*args, **kwargs)
+
+        setattr(rest, "request", request)  # noqa: B010 -- an instance's, not the class's
+        # A request the API may have received is not sent again by the client (the caller
+        # reads again and decides); one that never connected is.
+        rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
+            total=2, connect=2, read=0, status=0, redirect=0
+        )
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -123,9 +148,18 @@ class Kube:
             return cast(dict[str, Any], patched)
 
     def patch_rollout_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """Merge-patch the status (nulls remove fields); the object as stored after it."""
+        """Merge-patch the status (nulls remove fields); the object as stored after it. With
+        ``resource_version`` the write is conditional: :class:`Conflict` when the object
+        changed since that version."""
+        patch: dict[str, Any] = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
         with translated():
             patched = self.custom.patch_namespaced_custom_object_status(
                 GROUP,
@@ -133,7 +167,7 @@ class Kube:
                 namespace,
                 PLURAL,
                 name,
-                {"status": status},
+                patch,
                 _content_type="application/merge-patch+json",
             )
             return cast(dict[str, Any], patched)

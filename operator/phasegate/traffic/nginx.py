@@ -29,6 +29,9 @@ class NginxRouter:
         self.kube, self.namespace = kube, namespace
         self.stable_ingress, self.stable, self.canary = stable_ingress, stable, canary
         self.name = f"{stable_ingress[:246]}-canary"
+        # The canary Ingress as read_weight saw it ({} when absent): the write is made over
+        # it, so one that someone else's overtook is refused (409) instead of applied.
+        self._seen: dict[str, Any] | None = None
 
     def _read(self, name: str) -> dict[str, Any]:
         with translated():
@@ -94,6 +97,7 @@ class NginxRouter:
     def read_weight(self) -> int:
         self._wanted(0)  # the stable Ingress must still lead to the stable Service
         canary = self._canary()
+        self._seen = canary or {}
         annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
         if annotations.get(CANARY) != "true":
             return 0  # no canary Ingress (or not one nginx treats as such): no canary traffic
@@ -104,7 +108,8 @@ class NginxRouter:
 
     def set_weight(self, weight: int) -> None:
         wanted = self._wanted(weight)
-        canary = self._canary()
+        canary = (self._seen or None) if self._seen is not None else self._canary()
+        self._seen = None  # one write per reading
         if canary is None:
             with translated():
                 self.kube.networking.create_namespaced_ingress(self.namespace, cast(Any, wanted))

@@ -4,7 +4,9 @@ Each provider says where, in its object, stable and canary sit side by side (a *
 rule, an HTTP route, the split). Every pair gets stable ``100 - w`` and canary ``w``; the rest
 of the object stays as it is. The weights before the first change are saved in an annotation
 on the object and put back by :meth:`WeightedRouter.restore`. Writes are JSON patches that
-test the ``resourceVersion`` they were computed from.
+test the ``resourceVersion`` they were computed from: a weight is written over the object as
+:meth:`WeightedRouter.read_weight` saw it when the decision was taken, so a write that
+someone else's overtook is refused (409), never applied over theirs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class WeightedRouter:
     def __init__(self, kube: Kube, namespace: str, name: str, stable: str, canary: str) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
         self.stable, self.canary = stable, canary
+        self._seen: dict[str, Any] | None = None  # the object read_weight read
 
     @property
     def title(self) -> str:
@@ -69,11 +72,13 @@ class WeightedRouter:
         )
 
     def read_weight(self) -> int:
+        self._seen = self._get()
         # Pairs that disagree read as the lowest weight: the next write makes them agree.
-        return min(p.canary_percent for p in self.pairs(self._get()))
+        return min(p.canary_percent for p in self.pairs(self._seen))
 
     def set_weight(self, weight: int) -> None:
-        obj = self._get()
+        obj = self._seen if self._seen is not None else self._get()
+        self._seen = None  # one write per reading
         pairs = self.pairs(obj)
         annotations = obj["metadata"].get("annotations") or {}
         ops: list[dict[str, Any]] = []
