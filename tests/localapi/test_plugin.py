@@ -93,29 +93,86 @@ def test_report_shows_values_against_thresholds(kc: Path) -> None:
     )
 
 
+# The local API authenticates nobody and serves no SelfSubjectReview: the CLI signs with the
+# kubeconfig's user and says so. (On kube-apiserver: tests/cluster/test_approvals.py.)
+LOCAL_USER = "phasegate-local"
+
+
 @pytest.mark.parametrize(
     ("args", "body"),
     [
         (
-            ["approve", "--phase", "ramp", "--as", "finance"],
-            {"action": "approve", "by": "finance", "phase": "ramp"},
+            ["approve", "--phase", "ramp", "--group", "finance"],
+            {"action": "approve", "phase": "ramp", "group": "finance", "by": LOCAL_USER},
         ),
-        (["promote", "--full", "--as", "alice"], {"action": "promoteFull", "by": "alice"}),
         (
-            ["abort", "--as", "alice", "--reason", "customer reports"],
-            {"action": "abort", "by": "alice", "reason": "customer reports"},
+            ["reject", "--phase", "ramp", "--group", "finance", "--reason", 'quarter "close"'],
+            {
+                "action": "reject",
+                "phase": "ramp",
+                "group": "finance",
+                "by": LOCAL_USER,
+                "reason": 'quarter "close"',
+            },
         ),
-        (["pause", "--as", "bob"], {"action": "pause", "by": "bob"}),
+        (["promote", "--full"], {"action": "promoteFull", "by": LOCAL_USER}),
+        (
+            ["abort", "--reason", "customer reports"],
+            {"action": "abort", "by": LOCAL_USER, "reason": "customer reports"},
+        ),
+        (["pause"], {"action": "pause", "by": LOCAL_USER}),
     ],
 )
 def test_steering_commands_add_the_control_annotation(
-    kc: Path, args: list[str], body: dict[str, str]
+    kc: Path, args: list[str], body: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out = run(kc, args[0], "cohort-analyzer", "-n", "learning", *args[1:])
     assert code == 0 and "requested" in out
+    assert f"signing as '{LOCAL_USER}', the kubeconfig's user" in capsys.readouterr().err
     annotations = Kube(kc).ok("GET", PATH)["metadata"]["annotations"]
     requests, problems = controls.parse(annotations)
     assert problems == [] and [b for _, b in requests] == [body]
+    ((value),) = [v for k, v in annotations.items() if k.startswith(controls.PREFIX)]
+    assert controls.is_canonical(value), "the form the admission policy admits"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["approve", "--phase", "ramp"],
+            "ramp needs approvals from engineering, operations, product, finance: "
+            "say which with --group",
+        ),
+        (
+            ["approve", "--phase", "ramp", "--group", "legal"],
+            "'legal' is not an approver of ramp; its groups: engineering, operations, "
+            "product, finance",
+        ),
+        (
+            ["reject", "--phase", "canary", "--group", "finance", "--reason", "no"],
+            "phase 'canary' has no approval gate; phases with one: ramp, rollout",
+        ),
+        (
+            ["approve", "--phase", "ramp", "--as", "finance"],
+            "--as is gone: phasegate acts as you, as the API server knows you; "
+            "name the group with --group",
+        ),
+    ],
+)
+def test_a_control_that_cannot_apply_is_refused_before_anything_is_written(
+    kc: Path, args: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(kc, args[0], "cohort-analyzer", "-n", "learning", *args[1:])
+    assert code == 2 and f"error: {error}" in capsys.readouterr().err
+    annotations = Kube(kc).ok("GET", PATH)["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if k.startswith(controls.PREFIX)]
+
+
+def test_a_rejection_needs_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["reject", "cohort-analyzer", "--phase", "ramp", "--group", "finance"])
+    assert "the following arguments are required: --reason" in capsys.readouterr().err
 
 
 def test_a_missing_rollout_is_an_error_and_writes_nothing(

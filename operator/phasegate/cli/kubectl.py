@@ -2,12 +2,13 @@
 
 Steering commands add a control annotation (see :mod:`phasegate.api.controls`): the same
 mechanism as the Argo CD actions. The operator applies each request once and removes it.
+Each is signed with the caller's user name as the API server knows it (SelfSubjectReview),
+which is what the chart's admission policy checks.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -17,7 +18,8 @@ from phasegate import GROUP, PLURAL, VERSION, __version__
 from phasegate.api import controls
 
 STEER = {
-    "approve": "approve a phase's gate as a group (--phase, --as)",
+    "approve": "approve a phase's gate for a group (--phase, --group)",
+    "reject": "NO-GO: hold a phase's gate until retried (--phase, --group, --reason)",
     "promote": "end the current phase now (--full: complete the release)",
     "pause": "stop the phase clock and keep the weight",
     "resume": "continue a paused or held rollout",
@@ -57,12 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("rollout")
         command.add_argument("-n", "--namespace")
-        command.add_argument("--reason", default="")
-        if name == "approve":
-            command.add_argument("--phase", required=True, help="the phase whose gate is approved")
-            command.add_argument("--as", dest="by", required=True, help="the approving group")
-        else:
-            command.add_argument("--as", dest="by", default=None, help="who asks (default: you)")
+        command.add_argument("--reason", default="", required=name == "reject", help="why")
+        if name in controls.GATED:
+            command.add_argument("--phase", required=True, help="the phase whose gate it is for")
+            command.add_argument(
+                "--group", help="the group you speak for (needed when the phase has several)"
+            )
+        # Gone: the API server says who the caller is. Kept only to say so.
+        command.add_argument("--as", dest="legacy_as", help=argparse.SUPPRESS)
         if name == "promote":
             command.add_argument("--full", action="store_true", help="complete the release now")
     return parser
@@ -75,7 +79,8 @@ class Client:
         self.api = kubernetes.config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
         _, active = kubernetes.config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
-        self.namespace = (active or {}).get("context", {}).get("namespace", "default")
+        self.context: dict[str, Any] = (active or {}).get("context", {})
+        self.namespace = self.context.get("namespace", "default")
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -87,6 +92,33 @@ class Client:
         else:
             found = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         return list(cast(dict[str, Any], found)["items"])
+
+    def user(self, err: TextIO) -> str:
+        """The caller's user name, as the API server authenticated it (SelfSubjectReview)."""
+        import kubernetes
+
+        review = kubernetes.client.V1SelfSubjectReview(
+            api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+        )
+        try:
+            answer = kubernetes.client.AuthenticationV1Api(self.api).create_self_subject_review(
+                review
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+            # Kubernetes before 1.28 (and no admission policy then): the kubeconfig's user.
+            name = str(self.context.get("user") or "unknown")
+            print(
+                f"note: the API server does not say who you are (no SelfSubjectReview); "
+                f"signing as {name!r}, the kubeconfig's user",
+                file=err,
+            )
+            return name
+        user = answer.status.user_info if answer.status else None
+        if user is None or not user.username:
+            raise controls.ControlError("the API server did not say who you are")
+        return str(user.username)
 
     def annotate(self, namespace: str, name: str, annotation: dict[str, str]) -> None:
         self.custom.patch_namespaced_custom_object(
@@ -158,8 +190,13 @@ def report(obj: dict[str, Any], out: TextIO) -> None:
                 file=out,
             )
             print(f"        query: {evidence['query']}", file=out)
-    for approval in status.get("approvals") or []:
-        print(f"  approved {approval['phase']} by {approval['by']} at {approval['time']}", file=out)
+    for a in status.get("approvals") or []:
+        group = a.get("group") or a["by"]
+        print(f"  approved {a['phase']} for {group} by {a['by']} at {a['time']}", file=out)
+    for r in status.get("rejections") or []:
+        why = f": {r['reason']}" if r.get("reason") else ""
+        when = r["time"]
+        print(f"  REJECTED {r['phase']} for {r['group']} by {r['by']} at {when}{why}", file=out)
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -189,18 +226,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             return 0
         if args.command == "watch":
             return _watch(client, namespace, args.rollout, args.timeout, out)
-        action = "promoteFull" if args.command == "promote" and args.full else args.command
-        by = args.by or getpass.getuser()
-        annotation = controls.annotation(
-            action, by=by, phase=getattr(args, "phase", None), reason=args.reason
-        )
-        client.get(namespace, args.rollout)  # a clear "not found" before writing anything
-        client.annotate(namespace, args.rollout, annotation)
-        print(
-            f"{action} requested for {namespace}/{args.rollout} as {by} ({next(iter(annotation))})",
-            file=out,
-        )
-        return 0
+        return _steer(client, namespace, args, out)
     except controls.ControlError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -208,6 +234,53 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         reason = getattr(error, "reason", None) or error
         print(f"error: {reason}", file=sys.stderr)
         return 1
+
+
+def _steer(client: Client, namespace: str, args: argparse.Namespace, out: TextIO) -> int:
+    """Write the control annotation for a steering command, signed as the caller."""
+    if args.legacy_as is not None:
+        hint = "; name the group with --group" if args.command in controls.GATED else ""
+        raise controls.ControlError(
+            f"--as is gone: phasegate acts as you, as the API server knows you{hint}"
+        )
+    action = "promoteFull" if args.command == "promote" and args.full else args.command
+    found = client.get(namespace, args.rollout)  # a clear "not found" before writing anything
+    phase: str | None = getattr(args, "phase", None)
+    group = _group(found, phase, args.group) if phase is not None else None
+    by = client.user(sys.stderr)
+    annotation = controls.annotation(action, by=by, phase=phase, group=group, reason=args.reason)
+    client.annotate(namespace, args.rollout, annotation)
+    speaks = f" for {group}" if group else ""
+    print(
+        f"{action} requested for {namespace}/{args.rollout} as {by}{speaks} "
+        f"({next(iter(annotation))})",
+        file=out,
+    )
+    return 0
+
+
+def _group(rollout: dict[str, Any], phase: str, group: str | None) -> str:
+    """The group an approval or rejection speaks for: ``group``, checked against the phase's
+    approvers, or the phase's only one."""
+    phases = rollout.get("spec", {}).get("phases") or []
+    gated = [p["name"] for p in phases if (p.get("approval") or {}).get("required")]
+    found = next((p for p in phases if p.get("name") == phase), None)
+    if found is None or found["name"] not in gated:
+        raise controls.ControlError(
+            f"phase {phase!r} has no approval gate; phases with one: {', '.join(gated) or 'none'}"
+        )
+    required: list[str] = found["approval"]["required"]
+    if group is None and len(required) == 1:
+        return required[0]
+    if group is None:
+        raise controls.ControlError(
+            f"{phase} needs approvals from {', '.join(required)}: say which with --group"
+        )
+    if group not in required:
+        raise controls.ControlError(
+            f"{group!r} is not an approver of {phase}; its groups: {', '.join(required)}"
+        )
+    return group
 
 
 def _watch(client: Client, namespace: str, name: str, timeout: float, out: TextIO) -> int:
