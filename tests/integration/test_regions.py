@@ -1,0 +1,145 @@
+"""One release across three regions, each its own Kubernetes API with its own phasegate
+operator, Prometheus and load, driven by a hub (``phasegate run --hub``) on a fourth API.
+
+Given a ProgressiveRelease with waves [east] -> [west] -> [eu], the scenarios prove from the
+regions' own APIs (their rollouts and routes) and the release's status what users see: waves
+in order, a rollback in the second wave halting the rest, a region cut off from the hub
+holding the release until it answers, and a hub killed mid-wave resuming without repeating a
+wave. ``[real]`` runs the same on three real control planes (hub and two regions share one)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phasegate.demo.regions import Fleet
+from support.cluster import RealCluster
+
+NAMES = ("east", "west", "eu")
+WAVES = [["east"], ["west"], ["eu"]]
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(params=["local", pytest.param("real", marks=pytest.mark.cluster)])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    kubeconfigs: list[Path] = []
+    if request.param == "real":
+        planes: list[RealCluster] = request.getfixturevalue("real_planes")
+        kubeconfigs = [planes[0].kubeconfig, *(p.kubeconfig for p in planes)]
+    running = Fleet(tmp_path, kubeconfigs)
+    try:
+        running.start_hub()
+        for i, name in enumerate(NAMES):
+            running.start_region(name, i)
+        yield running
+    finally:
+        running.stop_all()
+
+
+def finished(region: Any) -> datetime:
+    """When the region's rollout ended its last phase, as its own API records it."""
+    rollout = region.rollout()
+    history = rollout["status"]["phaseHistory"]
+    return _time(history[-1]["endedAt"])
+
+
+def created(region: Any) -> datetime:
+    return _time(region.rollout()["metadata"]["creationTimestamp"])
+
+
+@pytest.mark.integration
+def test_a_healthy_release_goes_through_every_wave_in_order(fleet: Fleet) -> None:
+    fleet.apply(fleet.release("v2", WAVES))
+    fleet.start_hub_operator()
+    status = fleet.wait(lambda s: s.get("state") == "Succeeded", 150, "Succeeded")
+    assert status["progress"] == "3/3" and status["regionsSucceeded"] == "3/3"
+    east, west, eu = (fleet.regions[n] for n in NAMES)
+    # Each region's rollout was created only after the previous wave's had finished there.
+    assert finished(east) <= created(west) and finished(west) <= created(eu)
+    waves = status["waves"]
+    for before, after in itertools.pairwise(waves):
+        assert _time(before["finishedAt"]) <= _time(after["startedAt"])
+    for name in NAMES:
+        rollout = fleet.regions[name].rollout()
+        assert rollout["status"]["state"] == "Succeeded" and rollout["spec"]["revision"] == "v2"
+        assert rollout["spec"]["prometheus"]["address"] == fleet.regions[name].stack.prometheus_url
+        assert fleet.regions[name].canary_weight() == 100  # the last phase's weight, kept
+    listed = fleet.hub.kubectl("get", "releases", "-n", "releases").stdout
+    assert listed.split("\n")[0].split()[:6] == [
+        "NAME", "REVISION", "WAVE", "WAVES", "REGIONS", "STATE"
+    ]  # fmt: skip
+    assert "3/3" in listed and "Succeeded" in listed
+
+
+@pytest.mark.integration
+def test_a_rollback_in_the_second_wave_halts_the_rest(fleet: Fleet) -> None:
+    fleet.regions["west"].stack.configure_service("web-canary", error_rate=0.5)
+    fleet.apply(fleet.release("v2", WAVES))
+    fleet.start_hub_operator()
+    status = fleet.wait(lambda s: s.get("state") == "Halted", 150, "Halted")
+    assert status["failedRegion"] == "west" and "west RolledBack" in status["message"]
+    assert fleet.regions["west"].canary_weight() == 0
+    assert fleet.regions["west"].rollout()["status"]["state"] == "RolledBack"
+    assert fleet.regions["east"].rollout()["status"]["state"] == "Succeeded"
+    assert fleet.regions["eu"].rollout() is None, "the third wave never started"
+    waves = {w["name"]: w["state"] for w in status["waves"]}
+    assert waves == {"wave-1": "Succeeded", "wave-2": "Failed", "wave-3": "Pending"}
+
+
+@pytest.mark.integration
+def test_a_region_cut_off_mid_wave_holds_the_release_until_it_answers(fleet: Fleet) -> None:
+    fleet.apply(fleet.release("v2", WAVES))
+    fleet.start_hub_operator()
+    fleet.wait(lambda s: s.get("currentWave") == "wave-2" and any(
+        r["name"] == "west" and r.get("phase") == "canary" for r in s.get("regions") or []),
+        120, "west in its canary")  # fmt: skip
+    fleet.cut("west")
+    held = fleet.wait(lambda s: s.get("state") == "Holding", 60, "Holding")
+    assert "cannot see west" in held["message"]
+    reachable = next(c for c in held["conditions"] if c.get("type") == "RegionsReachable")
+    assert reachable["status"] == "False" and "west" in reachable["message"]
+    # West finishes on its own; the hub, unable to see it, does not start eu meanwhile.
+    fleet.regions["west"].stack.kubectl(
+        "wait", "prollout/shop", "-n", "shop", "--for=jsonpath={.status.state}=Succeeded",
+        "--timeout=60s",
+    )  # fmt: skip
+    assert fleet.status()["state"] == "Holding"
+    assert fleet.regions["eu"].rollout() is None, "never past a region it cannot see"
+    fleet.reconnect("west")
+    status = fleet.wait(lambda s: s.get("state") == "Succeeded", 120, "Succeeded")
+    assert (
+        next(c for c in status["conditions"] if c["type"] == "RegionsReachable")["status"] == "True"
+    )
+    assert finished(fleet.regions["west"]) <= created(fleet.regions["eu"])
+
+
+@pytest.mark.integration
+def test_the_hub_killed_mid_wave_resumes_without_repeating_a_wave(fleet: Fleet) -> None:
+    fleet.apply(fleet.release("v2", WAVES))
+    hub = fleet.start_hub_operator()
+    before = fleet.wait(lambda s: s.get("currentWave") == "wave-2" and any(
+        r["name"] == "west" and r.get("phase") == "canary" for r in s.get("regions") or []),
+        120, "west in its canary")  # fmt: skip
+    east_rollout = fleet.regions["east"].rollout()
+    west_rollout = fleet.regions["west"].rollout()
+    hub.kill()  # SIGKILL
+    fleet.start_hub_operator()
+    status = fleet.wait(lambda s: s.get("state") == "Succeeded", 150, "Succeeded")
+    after = {w["name"]: w for w in status["waves"]}
+    for wave in before["waves"]:
+        if wave.get("startedAt"):
+            assert after[wave["name"]]["startedAt"] == wave["startedAt"], "a wave started again"
+    for name, seen in (("east", east_rollout), ("west", west_rollout)):
+        now = fleet.regions[name].rollout()
+        assert now["metadata"]["uid"] == seen["metadata"]["uid"], f"{name} re-created"
+        assert now["metadata"]["generation"] == 1, f"{name}'s spec was written again"
+        phases = [p["name"] for p in now["status"]["phaseHistory"]]
+        assert phases == ["canary", "full"], f"{name} ran a phase twice: {phases}"
