@@ -16,6 +16,7 @@ from typing import Any, Literal, TextIO, cast
 
 from phasegate import GROUP, PLURAL, VERSION, __version__
 from phasegate.api import controls
+from phasegate.dashboard import command as dashboard
 
 STEER = {
     "approve": "approve a phase's gate for a group (--phase, --group)",
@@ -55,6 +56,9 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--format", choices=("text", "md", "json"), default="text", help="default: text"
             )
             command.add_argument("--phase", help="one phase's report (md, json); default: all")
+    dashboard.add_arguments(
+        commands.add_parser("dashboard", help=dashboard.SUMMARY, description=dashboard.SUMMARY)
+    )
     for name, summary in STEER.items():
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("rollout")
@@ -208,6 +212,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return 1
     namespace = getattr(args, "namespace", None) or client.namespace
     try:
+        if args.command == "dashboard":
+            from phasegate.kube import Kube
+
+            scope = None if args.all_namespaces else namespace
+            return dashboard.run(Kube(client.api), scope, args, out)
         if args.command == "get":
             scope = None if args.all_namespaces else namespace
             rows = [_row(o, scope is None) for o in client.list(scope)]
