@@ -1,7 +1,9 @@
 """Render the Argo CD configuration for ProgressiveRollouts: the health check and the
 actions, as an `argocd-cm` patch, from the Lua sources in manifests/argocd/.
 
-    python scripts/render_argocd.py [GROUP ...]   # approver groups (default: the reference's)
+    python scripts/render_argocd.py [--service-account NS/NAME] [GROUP ...]
+        # approver groups (default: the reference's); the ServiceAccount Argo CD's server
+        # runs as (default: argocd/argocd-server), which signs the controls
 
 `make manifests` runs it; a test fails when the committed patch drifts from the sources.
 """
@@ -17,24 +19,42 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "manifests" / "argocd"
 KEY = "phasegate.dev_ProgressiveRollout"
 GROUPS = ("engineering", "operations", "product", "finance")
-# name -> (control action, who asks)
-ACTIONS = {
-    "pause": ("pause", "argocd"),
-    "resume": ("resume", "argocd"),
-    "promote": ("promote", "argocd"),
-    "promote-full": ("promoteFull", "argocd"),
-    "abort": ("abort", "argocd"),
-    "retry": ("retry", "argocd"),
+SERVICE_ACCOUNT = "argocd/argocd-server"
+REJECTED_IN_ARGOCD = "NO-GO given in Argo CD"
+# name -> (control action, the group it speaks for)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "pause": ("pause", ""),
+    "resume": ("resume", ""),
+    "promote": ("promote", ""),
+    "promote-full": ("promoteFull", ""),
+    "abort": ("abort", ""),
+    "retry": ("retry", ""),
 }
 
 
 def actions(groups: tuple[str, ...]) -> dict[str, tuple[str, str]]:
-    return {**ACTIONS, **{f"approve-{g}": ("approve", g) for g in groups}}
+    gated = {f"{verb}-{g}": (verb, g) for g in groups for verb in ("approve", "reject")}
+    return {**ACTIONS, **gated}
 
 
-def action_lua(name: str, action: str, by: str) -> str:
+def signer(service_account: str) -> str:
+    """The user name the API server gives a ServiceAccount (namespace/name)."""
+    namespace, name = service_account.split("/")
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def action_lua(name: str, action: str, group: str, by: str) -> str:
     source = (SOURCES / "action.lua").read_text()
-    return source.replace("{ACTION}", action).replace("{BY}", by).replace("{NAME}", name)
+    reason = REJECTED_IN_ARGOCD if action == "reject" else ""
+    for key, value in (
+        ("{ACTION}", action),
+        ("{GROUP}", group),
+        ("{BY}", by),
+        ("{REASON}", reason),
+        ("{NAME}", name),
+    ):
+        source = source.replace(key, value)
+    return source
 
 
 def discovery_lua(groups: tuple[str, ...]) -> str:
@@ -58,10 +78,11 @@ def _dump(data: object) -> str:
     return yaml.dump(data, Dumper=_Literal, sort_keys=False, width=1000)
 
 
-def render(groups: tuple[str, ...] = GROUPS) -> str:
+def render(groups: tuple[str, ...] = GROUPS, service_account: str = SERVICE_ACCOUNT) -> str:
+    by = signer(service_account)
     definitions = [
-        {"name": name, "action.lua": action_lua(name, action, by)}
-        for name, (action, by) in actions(groups).items()
+        {"name": name, "action.lua": action_lua(name, action, group, by)}
+        for name, (action, group) in actions(groups).items()
     ]
     data = {
         f"resource.customizations.health.{KEY}": (SOURCES / "health.lua").read_text(),
@@ -83,8 +104,11 @@ def render(groups: tuple[str, ...] = GROUPS) -> str:
 
 
 def main(argv: list[str]) -> int:
+    service_account = SERVICE_ACCOUNT
+    if argv[:1] == ["--service-account"] and len(argv) > 1:
+        service_account, argv = argv[1], argv[2:]
     groups = tuple(argv) or GROUPS
-    (SOURCES / "argocd-cm.yaml").write_text(render(groups))
+    (SOURCES / "argocd-cm.yaml").write_text(render(groups, service_account))
     return 0
 
 

@@ -13,6 +13,7 @@ from support.kube import ROOT, render_script
 
 CM = ROOT / "manifests" / "argocd" / "argocd-cm.yaml"
 KEY = "phasegate.dev_ProgressiveRollout"
+ARGOCD = "system:serviceaccount:argocd:argocd-server"  # who Argo CD's server writes as
 
 
 def config() -> dict[str, Any]:
@@ -104,6 +105,10 @@ def test_discovery_offers_what_applies_now() -> None:
         "promote-full",
         "abort",
     }
+    assert {n for n in enabled(rollout("Progressing", currentPhase={"index": 0}))} >= {
+        "reject-engineering",
+        "reject-finance",
+    }
     assert enabled(rollout("Holding", currentPhase={"index": 1})) == {
         "pause",
         "resume",
@@ -120,9 +125,20 @@ def test_discovery_offers_approvals_still_missing_for_the_next_phase() -> None:
     waiting = rollout(
         "WaitingForApproval",
         currentPhase={"index": 0},
-        approvals=[{"phase": "ramp", "by": "engineering"}],
+        approvals=[{"phase": "ramp", "group": "engineering", "by": "alice"}],
     )
     assert {n for n in enabled(waiting) if n.startswith("approve-")} == {"approve-finance"}
+    older = rollout(
+        "WaitingForApproval",
+        currentPhase={"index": 0},
+        approvals=[{"phase": "ramp", "by": "finance"}],  # the group in `by`, as before
+    )
+    assert {n for n in enabled(older) if n.startswith("approve-")} == {"approve-engineering"}
+
+
+def test_after_a_no_go_discovery_offers_only_retry_and_abort() -> None:
+    rejected = rollout("Holding", currentPhase={"index": 0}, holdReason="Rejected")
+    assert enabled(rejected) == {"retry", "abort", "approve-engineering", "approve-finance"}
 
 
 @pytest.mark.parametrize("name", ["pause", "resume", "promote", "promote-full", "abort", "retry"])
@@ -132,21 +148,39 @@ def test_actions_write_the_control_annotation_the_operator_reads(name: str) -> N
     assert obj["metadata"]["annotations"]["team"] == "a"
     requests, problems = controls.parse(obj["metadata"]["annotations"])
     expected = {"promote-full": "promoteFull"}.get(name, name)
-    assert problems == [] and [body for _, body in requests] == [
-        {"action": expected, "by": "argocd"}
-    ]
+    assert problems == [] and [body for _, body in requests] == [{"action": expected, "by": ARGOCD}]
+    (value,) = [v for k, v in obj["metadata"]["annotations"].items() if k != "team"]
+    assert controls.is_canonical(value), "the form the admission policy admits"
 
 
-def test_approve_names_the_group_and_the_next_phase() -> None:
-    script = next(
-        d["action.lua"] for d in actions()["definitions"] if d["name"] == "approve-finance"
-    )
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("approve-finance", {}),
+        ("reject-finance", {"reason": "NO-GO given in Argo CD"}),
+    ],
+)
+def test_approve_and_reject_name_the_group_and_the_next_phase(
+    name: str, extra: dict[str, str]
+) -> None:
+    script = next(d["action.lua"] for d in actions()["definitions"] if d["name"] == name)
     obj = to_python(run(script, rollout("WaitingForApproval", currentPhase={"index": 0})))
     requests, problems = controls.parse(obj["metadata"]["annotations"])
     assert problems == []
+    action = name.split("-")[0]
     assert [body for _, body in requests] == [
-        {"action": "approve", "by": "finance", "phase": "ramp"}
+        {"action": action, "phase": "ramp", "group": "finance", "by": ARGOCD, **extra}
     ]
+    (value,) = [v for k, v in obj["metadata"]["annotations"].items() if k != "team"]
+    assert controls.is_canonical(value), "the form the admission policy admits"
+
+
+def test_approve_with_no_phase_ahead_fails_and_writes_nothing() -> None:
+    script = next(
+        d["action.lua"] for d in actions()["definitions"] if d["name"] == "approve-finance"
+    )
+    with pytest.raises(lua51.LuaError, match="no phase ahead whose gate approve could be for"):
+        run(script, rollout("Progressing", currentPhase={"index": 2}))
 
 
 def test_the_committed_config_is_rendered_from_the_lua_sources() -> None:
