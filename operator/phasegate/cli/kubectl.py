@@ -16,6 +16,7 @@ from typing import Any, Literal, TextIO, cast
 
 from phasegate import GROUP, PLURAL, VERSION, __version__
 from phasegate.api import controls
+from phasegate.cli import release as release_cli
 from phasegate.dashboard import command as dashboard
 
 STEER = {
@@ -58,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
             command.add_argument("--phase", help="one phase's report (md, json); default: all")
     dashboard.add_arguments(
         commands.add_parser("dashboard", help=dashboard.SUMMARY, description=dashboard.SUMMARY)
+    )
+    release_cli.add_arguments(
+        commands.add_parser("release", help=release_cli.SUMMARY, description=release_cli.SUMMARY)
     )
     for name, summary in STEER.items():
         command = commands.add_parser(name, help=summary, description=summary)
@@ -217,6 +221,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
 
             scope = None if args.all_namespaces else namespace
             return dashboard.run(Kube(client.api), scope, args, out)
+        if args.command == "release":
+            return release_cli.run(client, namespace, args, out)
         if args.command == "get":
             scope = None if args.all_namespaces else namespace
             rows = [_row(o, scope is None) for o in client.list(scope)]
