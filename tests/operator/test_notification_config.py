@@ -4,6 +4,7 @@ configuration is named (never the URL), and the outbox is written back to status
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -11,8 +12,9 @@ import yaml
 
 from phasegate.api import RolloutSpec
 from phasegate.api.outbox import NotificationsStatus, OutboxEntry
+from phasegate.kube import Conflict
 from phasegate.kube import Kube as Clients
-from phasegate.notify.cluster import SHARED, KubeResolver, KubeStore
+from phasegate.notify.cluster import SHARED, KubeReports, KubeResolver, KubeStore
 from support.kube import CRDS, REFERENCE, Kube, kubectl, namespace
 
 NS = "learning"
@@ -92,3 +94,45 @@ async def test_the_outbox_is_written_back_to_status(setup: Kube, clients: Client
     await KubeStore(clients).update(NS, "cohort-analyzer", deliver)
     stored = setup.ok("GET", f"{ROLLOUTS}/cohort-analyzer")["status"]["notifications"]
     assert stored["outbox"] == [] and stored["delivered"] == ["k1"]
+
+
+async def test_reports_go_to_configmaps_owned_by_the_rollout_and_nothing_else(
+    setup: Kube, clients: Clients
+) -> None:
+    kubectl(setup.kubeconfig, "apply", "-f", str(REFERENCE))
+    obj = setup.ok("GET", f"{ROLLOUTS}/cohort-analyzer")
+    reports = KubeReports(clients)
+    await reports.write(obj, "canary")
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    made = setup.ok("GET", f"{path}/cohort-analyzer-report-canary")
+    assert made["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "phasegate.dev/v1alpha1",
+            "kind": "ProgressiveRollout",
+            "name": "cohort-analyzer",
+            "uid": obj["metadata"]["uid"],
+        }
+    ]
+    assert made["metadata"]["labels"]["phasegate.dev/report"] == "canary"
+    assert made["data"]["report.md"].startswith("# Phase canary report: learning/cohort-analyzer")
+    assert json.loads(made["data"]["report.json"])["phases"][0]["outcome"] == "NotStarted"
+
+    setup.ok(
+        "PATCH",
+        f"{ROLLOUTS}/cohort-analyzer/status",
+        {"status": {"state": "Progressing", "message": "canary 1%: started"}},
+        content_type="application/merge-patch+json",
+    )
+    await reports.write(setup.ok("GET", f"{ROLLOUTS}/cohort-analyzer"), "canary")
+    again = setup.ok("GET", f"{path}/cohort-analyzer-report-canary")
+    assert "canary 1%: started" in again["data"]["report.md"], "written again, replaced"
+
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cohort-analyzer-report"},
+    }
+    setup.ok("POST", path, foreign | {"data": {"mine": "yes"}})
+    with pytest.raises(Conflict, match="exists and is not owned by ProgressiveRollout"):
+        await reports.write(obj, None)
+    assert setup.ok("GET", f"{path}/cohort-analyzer-report")["data"] == {"mine": "yes"}

@@ -14,14 +14,16 @@ from datetime import timedelta
 import pytest
 
 from phasegate.api import State
-from phasegate.api.notifications import EventKind, Receiver
+from phasegate.api.notifications import EventKind, Receiver, ReportsSpec
+from phasegate.api.spec import RolloutSpec
 from phasegate.engine import ControlAction
 from phasegate.notify import slack
-from phasegate.notify.delivery import DeliverySettings, Notifier, Target
+from phasegate.notify.delivery import RECEIVER_LABELS, DeliverySettings, Notifier, Target
 from phasegate.runtime.telemetry import Telemetry
 from support.engine import constant, healthy, minimal_spec, reference_spec
 from support.notify import (
     HttpReceiver,
+    MemoryReports,
     MemoryStore,
     NotifyingSim,
     StaticResolver,
@@ -226,3 +228,100 @@ def test_slack_messages_of_the_reference_release_stay_within_block_kit_limits() 
     huge = json.loads(entries[0].payload) | {"message": "x" * 10_000}
     assert len(slack.message(huge)["blocks"][1]["text"]["text"]) == slack.SECTION_TEXT
     assert EventKind.DIGEST in events
+
+
+def reporting(spec: RolloutSpec) -> RolloutSpec:
+    config = spec.notifications
+    assert config is not None
+    update = {"reports": ReportsSpec(config_maps=True)}
+    return spec.model_copy(update={"notifications": config.model_copy(update=update)})
+
+
+def finished_release(spec: RolloutSpec) -> MemoryStore:
+    sim = NotifyingSim(spec, constant({"errors": 0.001, "latency": 0.1}))
+    sim.run(sim.state_is(State.SUCCEEDED))
+    return MemoryStore(rollout_object(sim.spec, sim.status))
+
+
+async def test_a_phase_report_is_written_before_the_notification_that_links_it(
+    receiver: HttpReceiver,
+) -> None:
+    store = finished_release(reporting(with_receivers(minimal_spec(), HOOK)))
+    reports = MemoryReports(receiver)
+    sender = notifier(store, receiver.url)
+    sender.reports = reports
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    await sender.close()
+    bodies = [json.loads(r.body) for r in receiver.got]
+    for name, got_before in reports.order:
+        linking = next(
+            i
+            for i, b in enumerate(bodies)
+            if b["report"] and b["report"]["configMap"]["name"] == name
+        )
+        assert got_before <= linking, f"{name} was linked before it was written"
+    assert list(reports.written) == [
+        "cohort-analyzer-report-canary",
+        "cohort-analyzer-report-full",
+        "cohort-analyzer-report",
+    ]
+    assert "## Phase canary" in reports.written["cohort-analyzer-report-canary"]["report.md"]
+    assert store.box.outbox == [] and store.box.failing == []
+    deliveries = sender.telemetry.counters["phasegate_notification_deliveries_total"]
+    assert (
+        deliveries[(("outcome", "delivered"), ("receiver", "ConfigMap"), ("service", "configmap"))]
+        == 3
+    )
+
+
+async def test_a_report_that_cannot_be_written_is_shown_and_the_notifications_still_go(
+    receiver: HttpReceiver,
+) -> None:
+    store = finished_release(reporting(with_receivers(minimal_spec(), HOOK)))
+    reports = MemoryReports(receiver, refuse="configmaps is forbidden")
+    sender = notifier(store, receiver.url)
+    sender.reports = reports
+    warnings: list[str] = []
+    sender.warn = lambda ns, name, message: warnings.append(message)
+    events = [e.event for e in store.box.outbox]
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    await sender.close()
+    assert [json.loads(r.body)["event"] for r in receiver.got] == events
+    assert store.box.dropped == 3, "the three reports, given up after every attempt"
+    (failing,) = store.box.failing
+    assert failing.receiver == "ConfigMap"
+    assert failing.reason == (
+        "cannot write ConfigMap learning/cohort-analyzer-report: configmaps is forbidden"
+    ), "the latest failure: the release's report"
+    assert "to receiver ConfigMap failed: cannot write ConfigMap" in warnings[0]
+    gauge = sender.telemetry.gauges["phasegate_notification_receivers_failing"]
+    assert gauge[(("receiver", "ConfigMap"), ("service", "configmap"))] == 1
+
+
+async def test_delivery_metrics_count_by_receiver_and_outcome_with_bounded_labels(
+    receiver: HttpReceiver,
+) -> None:
+    sim = NotifyingSim(with_receivers(minimal_spec(), HOOK), held_release().metrics)
+    sim.run(in_phase("canary"))
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    receiver.answers = [(500, 0.0), (500, 0.0)]
+    sender = notifier(store, receiver.url)
+    sender.wake("learning", "cohort-analyzer")
+    await sender.idle()
+    counters = sender.telemetry.counters
+    audit = (("receiver", "audit"), ("service", "webhook"))
+    deliveries = counters["phasegate_notification_deliveries_total"]
+    assert deliveries[(("outcome", "delivered"), *audit)] == 1
+    assert deliveries[(("outcome", "failed"), *audit)] == 2
+    assert counters["phasegate_notification_retries_total"][audit] == 2
+    gauge = sender.telemetry.gauges["phasegate_notification_receivers_failing"]
+    assert gauge[audit] == 0, "no longer failing once delivered"
+
+    names = [f"r{i}" for i in range(80)]
+    labels = [sender.metric_label(n) for n in names]
+    assert labels[: RECEIVER_LABELS - 1] == names[: RECEIVER_LABELS - 1], "audit took one"
+    assert set(labels[RECEIVER_LABELS - 1 :]) == {"other"}
+    assert sender.metric_label("audit") == "audit"
+    await sender.close()

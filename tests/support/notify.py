@@ -130,3 +130,23 @@ def rollout_object(spec: RolloutSpec, status: RolloutStatus) -> dict[str, Any]:
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
         "status": status.model_dump(mode="json", by_alias=True),
     }
+
+
+@dataclass
+class MemoryReports:
+    """Report ConfigMaps as the operator would write them; each write notes how many
+    requests ``receiver`` had got by then. ``refuse`` makes every write fail with it."""
+
+    receiver: HttpReceiver
+    written: dict[str, dict[str, str]] = field(default_factory=dict)
+    order: list[tuple[str, int]] = field(default_factory=list)
+    refuse: str | None = None
+
+    async def write(self, obj: dict[str, Any], phase: str | None) -> None:
+        from phasegate.report.configmap import report_config_map
+
+        if self.refuse:
+            raise PermissionError(self.refuse)
+        made = report_config_map(obj, phase)
+        self.written[made.name] = made.data
+        self.order.append((made.name, len(self.receiver.got)))

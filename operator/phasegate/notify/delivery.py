@@ -214,8 +214,8 @@ class Notifier:
                 failures[target.name] = error
                 backoff = self._failed(key, progress, entry, target, error)
                 done = done or backoff is None
-                if backoff is not None:
-                    retry_in = backoff if retry_in is None else min(retry_in, backoff)
+                backoff = 0.0 if backoff is None else backoff  # given up: its next entry now
+                retry_in = backoff if retry_in is None else min(retry_in, backoff)
             if done:
                 await self.store.update(*key, lambda current: change(current, final=False))
         await self.store.update(*key, change)
@@ -223,7 +223,7 @@ class Notifier:
         self._count_failing(key, {(t.name, t.service or "") for t in targets if t.name in failures})
         return retry_in
 
-    def _label(self, receiver: str) -> str:
+    def metric_label(self, receiver: str) -> str:
         """The receiver's name as a metric label: the first :data:`RECEIVER_LABELS` names
         seen keep theirs, so a cluster of many rollouts cannot grow the series without bound."""
         if receiver in self._labels or len(self._labels) < RECEIVER_LABELS:
@@ -232,14 +232,14 @@ class Notifier:
         return "other"
 
     def _count(self, target: Target, series: str, outcome: str | None = None) -> None:
-        labels = {"receiver": self._label(target.name), "service": target.service or "unresolved"}
+        labels = {"receiver": self.metric_label(target.name), "service": target.service or "unresolved"}
         if outcome is not None:
             labels["outcome"] = outcome
         self.telemetry.inc(series, 1.0, **labels)
 
     def _count_failing(self, key: RolloutKey, failing: set[tuple[str, str]]) -> None:
         """``phasegate_notification_receivers_failing``: per receiver, the rollouts it fails."""
-        now = {(self._label(name), service or "unresolved"): 1 for name, service in failing}
+        now = {(self.metric_label(name), service or "unresolved"): 1 for name, service in failing}
         before = self._failing.pop(key, {})
         if now:
             self._failing[key] = now

@@ -48,7 +48,7 @@ NEXT_STEPS = {
     EventKind.ROLLBACK: ("retry",),
     EventKind.PAUSED: ("resume", "abort"),
     EventKind.APPROVAL_NEEDED: ("approve",),
-    EventKind.REJECTED: ("approve", "abort"),
+    EventKind.REJECTED: ("retry", "abort"),
 }
 REPORTED = (EventKind.PHASE_ENDED, EventKind.SUCCEEDED, EventKind.ROLLBACK)  # link a report
 
