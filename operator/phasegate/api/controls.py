@@ -96,6 +96,22 @@ def annotation(
     return {PREFIX + (control_id or new_id(action)): value}
 
 
+def choose_group(gate: str, required: list[str], group: str | None) -> str:
+    """The group an approval or rejection of ``gate`` speaks for: ``group`` if it is one of
+    the ``required`` approvers, or the only one when ``group`` is not given."""
+    if group is None and len(required) == 1:
+        return required[0]
+    if group is None:
+        raise ControlError(
+            f"{gate} needs approvals from {', '.join(required)}: say which with --group"
+        )
+    if group not in required:
+        raise ControlError(
+            f"{group!r} is not an approver of {gate}; its groups: {', '.join(required)}"
+        )
+    return group
+
+
 def parse(annotations: dict[str, str]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """The control requests among ``annotations``, oldest id first, and the problems found.
 
