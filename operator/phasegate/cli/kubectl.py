@@ -284,18 +284,7 @@ def _group(rollout: dict[str, Any], phase: str, group: str | None) -> str:
         raise controls.ControlError(
             f"phase {phase!r} has no approval gate; phases with one: {', '.join(gated) or 'none'}"
         )
-    required: list[str] = found["approval"]["required"]
-    if group is None and len(required) == 1:
-        return required[0]
-    if group is None:
-        raise controls.ControlError(
-            f"{phase} needs approvals from {', '.join(required)}: say which with --group"
-        )
-    if group not in required:
-        raise controls.ControlError(
-            f"{group!r} is not an approver of {phase}; its groups: {', '.join(required)}"
-        )
-    return group
+    return controls.choose_group(phase, found["approval"]["required"], group)
 
 
 def _watch(client: Client, namespace: str, name: str, timeout: float, out: TextIO) -> int:
