@@ -286,6 +286,21 @@ class Kube:
             )
             return cast(dict[str, Any], created)
 
+    def whoami(self) -> str | None:
+        """The user name the API server authenticates this client as (SelfSubjectReview);
+        None where the API server cannot say (before Kubernetes 1.28)."""
+        review = kubernetes.client.V1SelfSubjectReview(
+            api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+        )
+        try:
+            authentication = kubernetes.client.AuthenticationV1Api(self.api)
+            with translated():
+                answer = authentication.create_self_subject_review(review)
+        except NotFound:
+            return None
+        user = answer.status.user_info if answer.status else None
+        return str(user.username) if user is not None and user.username else None
+
     def merge_patch_custom(
         self,
         group: str,

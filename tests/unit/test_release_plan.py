@@ -160,7 +160,7 @@ def test_a_rollback_in_the_second_wave_halts_and_pauses_the_rest_of_it() -> None
     assert p.status.state is ReleaseState.HALTED and p.status.failed_region == "west"
     assert written(p) == {"eu": ["pause"]}
     for _, body in p.writes[0].controls:
-        assert body["by"] == "release hub/shop"
+        assert body["reason"].startswith("release hub/shop: halted: region west RolledBack")
     p.status.regions[2].requested = [i for i, _ in p.writes[0].controls]  # the hub's write
     p = step(rel, p.status, T0, east="Succeeded", west="RolledBack", eu="Paused")
     assert written(p) == {}, "a halted release sends each control once and starts nothing"
@@ -290,3 +290,19 @@ def test_each_region_rollout_is_checked_with_its_overrides() -> None:
 def test_merge_patch_is_rfc_7386() -> None:
     assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}, "l": [1]}, {"b": {"c": None, "e": 4},
                        "l": [2]}) == {"a": 1, "b": {"d": 3, "e": 4}, "l": [2]}  # fmt: skip
+
+
+def test_controls_to_regions_are_in_the_admission_policys_canonical_form() -> None:
+    import json
+    import re
+
+    from phasegate.hub.regions import signed
+
+    canonical = re.compile(
+        r'^\{"action":"(promote|promoteFull|pause|resume|abort|retry)","by":"[^"\\\x00-\x1f]+"'
+        r'(,"reason":"([^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u00[01][0-9a-fA-F])*")?\}$'
+    )
+    body = {"action": "abort", "reason": "release hub/shop: rolled back — west \"RolledBack\""}
+    text = signed(body, "system:serviceaccount:phasegate-system:phasegate-hub")
+    assert canonical.match(text), text
+    assert json.loads(text)["by"] == "system:serviceaccount:phasegate-system:phasegate-hub"

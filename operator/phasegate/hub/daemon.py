@@ -155,7 +155,11 @@ async def _carry_out(
         if client is None:
             return
         try:
-            await _call(write, client, views[region].rollout, change)
+            if change.controls:
+                by = await _call(ctx.regions.identity, client)
+            else:
+                by = ""
+            await _call(write, client, views[region].rollout, change, by)
         except Exception as error:
             log.warning(
                 "region write failed", release=release.owner, region=region, error=str(error)

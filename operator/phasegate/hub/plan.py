@@ -416,7 +416,7 @@ class _Planner:
             sent = tuple(
                 (
                     hub_control_id(self.r.uid, self.spec.revision, n + k + 1, action),
-                    {"action": action, "by": f"release {self.r.owner}", "reason": s.message},
+                    {"action": action, "reason": f"release {self.r.owner}: {s.message}"},
                 )
                 for k, action in enumerate(wanted)
             )

@@ -30,6 +30,15 @@ class Regions:
 
     hub: Kube
     _clients: dict[tuple[str, str, str], tuple[str, Kube]] = field(default_factory=dict)
+    _identities: dict[int, str] = field(default_factory=dict)
+
+    def identity(self, client: Kube) -> str:
+        """Who the region's API server says the hub is (asked once per client)."""
+        known = self._identities.get(id(client))
+        if known is None:
+            known = client.whoami() or "phasegate-hub"
+            self._identities[id(client)] = known
+        return known
 
     def client(self, namespace: str, ref: SecretRef) -> Kube:
         where = f"Secret {namespace}/{ref.name}"
@@ -94,11 +103,21 @@ class Regions:
         return RegionView(name, rollout=rollout), client
 
 
-def write(client: Kube, current: dict[str, Any] | None, change: RegionWrite) -> None:
-    """Carry out ``change`` on the region: create or update its rollout, add controls."""
+def signed(body: dict[str, Any], by: str) -> str:
+    """A control as the region's admission policy admits it: the canonical form (action, by,
+    reason; compact JSON, printable ASCII), signed with the hub's own user name there."""
+    out = {"action": body["action"], "by": by}
+    reason = "".join(c for c in str(body.get("reason") or "") if " " <= c <= "~")
+    if reason:
+        out["reason"] = reason
+    return json.dumps(out, separators=(",", ":"))
+
+
+def write(client: Kube, current: dict[str, Any] | None, change: RegionWrite, by: str) -> None:
+    """Carry out ``change`` on the region: create or update its rollout, add controls signed
+    ``by`` (the hub's user name in that region)."""
     annotations = {
-        controls.PREFIX + control_id: json.dumps(body, separators=(",", ":"))
-        for control_id, body in change.controls
+        controls.PREFIX + control_id: signed(body, by) for control_id, body in change.controls
     }
     if change.rollout is not None:
         desired = change.rollout
