@@ -79,6 +79,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resourceNames: [phasegate-notifications]
   verbs: [get]
 {{- end }}
+{{- if .Values.rbac.phaseReports }}
+# Phase reports (spec.notifications.reports.configMaps): ConfigMaps the operator creates, owned
+# by their rollout; an existing one is patched only when the patch's test finds that owner.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
+{{- end }}
 {{- with .Values.rbac.secretNames }}
 # Prometheus credentials, only the Secrets named in values.
 - apiGroups: [""]
