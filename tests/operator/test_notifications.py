@@ -225,6 +225,12 @@ def test_slack_messages_of_the_reference_release_stay_within_block_kit_limits() 
                 assert all(len(f["text"]) <= slack.FIELD_TEXT for f in block["fields"])
             else:
                 assert len(block["text"]["text"]) <= slack.SECTION_TEXT
+    ended = next(json.loads(e.payload) for e in entries if e.event == "PhaseEnded")
+    texts = [b["text"]["text"] for b in slack.message(ended)["blocks"] if "text" in b]
+    assert (
+        "Report of canary: `kubectl phasegate report cohort-analyzer -n learning --phase canary "
+        "--format md`" in texts
+    )
     huge = json.loads(entries[0].payload) | {"message": "x" * 10_000}
     assert len(slack.message(huge)["blocks"][1]["text"]["text"]) == slack.SECTION_TEXT
     assert EventKind.DIGEST in events

@@ -232,7 +232,8 @@ class Notifier:
         return "other"
 
     def _count(self, target: Target, series: str, outcome: str | None = None) -> None:
-        labels = {"receiver": self.metric_label(target.name), "service": target.service or "unresolved"}
+        service = target.service or "unresolved"
+        labels = {"receiver": self.metric_label(target.name), "service": service}
         if outcome is not None:
             labels["outcome"] = outcome
         self.telemetry.inc(series, 1.0, **labels)

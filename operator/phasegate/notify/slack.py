@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phasegate.notify.text import fit, lines_of
+from phasegate.notify.text import fit, lines_of, report_line
 
 MAX_BLOCKS = 50  # per message
 SECTION_TEXT = 3000  # characters of a section's text
@@ -46,6 +46,9 @@ def message(payload: dict[str, Any]) -> dict[str, Any]:
             f"• {e['rule']} {e['metric']}: {e['reason']}" for e in decision["evidence"]
         )
         blocks.append(_section(f"*{decision['action']}*: {decision['reason']}\n{evidence}".strip()))
+    report = payload.get("report")
+    if report:
+        blocks.append(_section(report_line(report, "`")))
     if payload.get("nextSteps"):
         blocks.append(_section("*Next:*\n" + "\n".join(f"`{s}`" for s in payload["nextSteps"])))
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phasegate.notify.text import lines_of
+from phasegate.notify.text import lines_of, report_line
 
 
 def message(payload: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +45,9 @@ def message(payload: dict[str, Any]) -> dict[str, Any]:
                 "text": f"{decision['action']}: {decision['reason']}",
             }
         )
+    report = payload.get("report")
+    if report:
+        body.append({"type": "TextBlock", "wrap": True, "text": report_line(report, "")})
     body += [
         {"type": "TextBlock", "wrap": True, "text": step} for step in payload.get("nextSteps") or []
     ]
