@@ -8,12 +8,12 @@ the approval taken and the release going on. The screenshot is kept as a test ar
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,16 +37,41 @@ def start_dashboard(world: World, *extra: str) -> tuple[Process, str]:
     return process, url
 
 
+def whoami(world: World) -> str:
+    """The caller as ``kubectl phasegate approve`` signs: the local API has no
+    SelfSubjectReview, so the kubeconfig's user."""
+    view = ("config", "view", "--minify", "-o", "jsonpath={.contexts[0].context.user}")
+    return world.stack.kubectl(*view).stdout.strip()
+
+
 def artifact(tmp_path: Path, name: str) -> Path:
     folder = Path(os.environ.get("PHASEGATE_ARTIFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
 
-def gated_release() -> dict:  # type: ignore[type-arg]
-    """The small release, its second phase behind an approval by engineering."""
+def gated_release() -> dict[str, Any]:
+    """The small release, its second phase behind an approval by engineering, its canary
+    phase also judging revenue per request against stable and conversion by segment."""
     body = release()
-    body["spec"]["phases"][1]["approval"] = {"required": ["engineering"]}
+    spec = body["spec"]
+    spec["metrics"] += [
+        {
+            "name": "revenue",
+            "query": 'sum(rate(revenue_total{service="{{service}}"}[5s]))'
+            ' / sum(rate(http_requests_total{service="{{service}}"}[5s]))',
+        },
+        {
+            "name": "conversion",
+            "query": 'sum by (segment) (rate(revenue_total{service="{{service}}"}[5s]))'
+            ' / sum by (segment) (rate(http_requests_total{service="{{service}}"}[5s]))',
+        },
+    ]
+    spec["phases"][0]["successCriteria"] += [
+        {"metric": "revenue", "compare": "stable", "min": -0.03, "max": 0.03},
+        {"metric": "conversion", "consistency": {"by": "segment", "maxSpread": 0.05}},
+    ]
+    spec["phases"][1]["approval"] = {"required": ["engineering"]}
     return body
 
 
@@ -83,8 +108,29 @@ def test_a_person_watches_a_release_and_approves_its_gate_in_the_browser(
         )
         rules = page.evaluate("[...document.querySelectorAll('.rule')].map(n => n.dataset.rule)")
         assert rules == [
-            "successCriteria[0]", "successCriteria[1]", "rollbackTriggers[0]", "holdTriggers[0]"
+            "successCriteria[0]", "successCriteria[1]", "successCriteria[2]",
+            "successCriteria[3]", "rollbackTriggers[0]", "holdTriggers[0]",
         ]  # fmt: skip
+        # canary against stable: both lines, and the relative difference judged against ±3%
+        revenue = '.rule[data-rule="successCriteria[2]"]'
+        page.wait_for(
+            f"document.querySelectorAll('{revenue} path.series').length === 3", 30, "revenue"
+        )
+        assert page.evaluate(
+            f"[...document.querySelectorAll('{revenue} path.series')].map(n => n.dataset.series)"
+        ) == ["canary", "stable", "relative difference"]
+        assert page.evaluate(
+            f"[...document.querySelectorAll('{revenue} line.threshold')].map(n => n.dataset.bound)"
+        ) == ["max", "min"]
+        # segments side by side, and their spread against maxSpread
+        segments = '.rule[data-rule="successCriteria[3]"]'
+        page.wait_for(
+            f"document.querySelector('{segments} svg.segments')?.textContent.includes('consumer')"
+            f" && document.querySelector('{segments} svg.segments').textContent"
+            ".includes('enterprise')",
+            30,
+            "the segments side by side",
+        )
         assert (
             page.evaluate(
                 "document.querySelector('.rule[data-rule=\"holdTriggers[0]\"] line.threshold')"
@@ -124,8 +170,8 @@ def test_a_person_watches_a_release_and_approves_its_gate_in_the_browser(
         )
         assert [a["phase"] for a in status["approvals"]] == ["full"]
         given = status["approvals"][0]
-        assert given["by"] == getpass.getuser()  # who ran the dashboard, for engineering
-        assert given.get("group", "engineering") == "engineering"
+        # signed by who ran the dashboard, as the API server knows them, for engineering
+        assert given["group"] == "engineering" and given["by"] == whoami(world)
         page.wait_for(
             "document.querySelector('#detail-phase')?.textContent === 'full'", 30, "phase full"
         )

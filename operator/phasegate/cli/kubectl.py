@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             from phasegate.kube import Kube
 
             scope = None if args.all_namespaces else namespace
-            return dashboard.run(Kube(client.api), scope, args, out)
+            return dashboard.run(Kube(client.api), scope, client.user(sys.stderr), args, out)
         if args.command == "release":
             return release_cli.run(client, namespace, args, out)
         if args.command == "get":

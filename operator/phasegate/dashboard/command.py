@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import sys
 from typing import TextIO
 
@@ -38,14 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(
-    kube: Kube, namespace: str | None, args: argparse.Namespace, out: TextIO = sys.stdout
+    kube: Kube,
+    namespace: str | None,
+    user: str,
+    args: argparse.Namespace,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Serve until interrupted; ``namespace`` None: all namespaces."""
+    """Serve until interrupted; ``namespace`` None: all namespaces. ``user`` signs the
+    controls: the caller as the API server knows them, as for ``kubectl phasegate approve``."""
     from phasegate.dashboard.server import Dashboard, serve
 
     dashboard = Dashboard(
         kube=kube,
-        user=getattr(args, "by", None) or getpass.getuser(),
+        user=user,
         namespace=namespace,
         prometheus=args.prometheus,
         prometheus_override=args.prometheus_override,

@@ -173,18 +173,24 @@ class Dashboard:
     # ---- writes ------------------------------------------------------------------------------
 
     async def control(self, namespace: str, name: str, body: dict[str, Any]) -> str:
-        """Ask the operator to approve or reject a gate: the CLI's control annotation."""
-        action = body.get("action")
+        """Ask the operator to approve or reject a gate: the CLI's control annotation,
+        signed by the caller, for one of the phase's approver groups."""
+        action, phase = body.get("action"), str(body.get("phase") or "")
+        reason = str(body.get("reason") or "").strip()
         if action not in ("approve", "reject"):
             raise controls.ControlError(f"the dashboard approves and rejects, not {action!r}")
+        if action == "reject" and not reason:
+            raise controls.ControlError("a rejection needs a reason: say why in the reason box")
+        obj = await asyncio.to_thread(self.kube.get_rollout, namespace, name)
+        phases = (obj.get("spec") or {}).get("phases") or []
+        gate: dict[str, Any] = next((p for p in phases if p.get("name") == phase), {})
+        required = list((gate.get("approval") or {}).get("required") or [])
+        if not required:
+            raise controls.ControlError(f"phase {phase!r} has no approval gate")
+        group = controls.choose_group(phase, required, str(body.get("group") or "") or None)
         annotation = controls.annotation(
-            action,
-            by=self.user,
-            phase=str(body.get("phase") or ""),
-            group=str(body.get("group") or ""),
-            reason=str(body.get("reason") or ""),
+            action, by=self.user, phase=phase, group=group, reason=reason
         )
-        await asyncio.to_thread(self.kube.get_rollout, namespace, name)  # a clear 404 first
         patch = {"metadata": {"annotations": annotation}}
         await asyncio.to_thread(self.kube.patch_rollout, namespace, name, patch)
         return next(iter(annotation))
