@@ -14,7 +14,7 @@ import yaml
 from phasegate.api.release import parse_controls, validate_release
 from phasegate.cli.kubectl import main
 from phasegate.localapi import LocalAPI
-from support.kube import CRDS, ROOT, Kube, kubectl, namespace
+from support.kube import CRDS, ROOT, Kube, kubectl
 
 EXAMPLE = ROOT / "manifests/examples/regions-release.yaml"
 PATH = "/apis/phasegate.dev/v1alpha1/namespaces/releases/progressivereleases/cohort-analyzer"
@@ -23,7 +23,6 @@ PATH = "/apis/phasegate.dev/v1alpha1/namespaces/releases/progressivereleases/coh
 @pytest.fixture
 def kc(local_api: LocalAPI) -> Path:
     kubectl(local_api.kubeconfig_path, "apply", "-f", str(CRDS))
-    kubectl(local_api.kubeconfig_path, "apply", "-f", "-", stdin=namespace("releases"))
     kubectl(local_api.kubeconfig_path, "apply", "-f", str(EXAMPLE))
     status = {
         "state": "Holding",
@@ -74,7 +73,8 @@ def annotations(kc: Path) -> dict[str, str]:
 
 
 def test_the_example_release_is_valid() -> None:
-    spec, problems = validate_release(yaml.safe_load(EXAMPLE.read_text()))
+    release = list(yaml.safe_load_all(EXAMPLE.read_text()))[-1]
+    spec, problems = validate_release(release)
     assert spec is not None, problems
     assert spec.wave_names() == ["pilot", "americas-europe", "asia"]
 

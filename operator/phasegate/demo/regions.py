@@ -4,7 +4,7 @@ region's API through a relay (so it can be cut off) with a kubeconfig Secret.
 
 Used by ``make demo SCENARIO=regions`` and the integration tests. On real control planes,
 ``kubeconfigs`` gives one per cluster (the hub's first); the hub then reaches each region as
-the ServiceAccount ``phasegate-system/phasegate-hub`` bound to the chart's member Role.
+the ServiceAccount ``phasegate-system/phasegate-member`` bound to the member ClusterRole.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from phasegate.demo.stack import ROOT, Process, Stack, free_port, free_ports, wa
 MEMBER = ROOT / "manifests/member/member.yaml"
 RELEASE_NAMESPACE = "releases"  # on the hub
 TARGET_NAMESPACE = "shop"  # in each region
-HUB_ACCOUNT = ("phasegate-system", "phasegate-hub")
+HUB_ACCOUNT = ("phasegate-system", "phasegate-member")  # manifests/member/member.yaml
 
 
 def template() -> dict[str, Any]:
@@ -159,7 +159,7 @@ class Fleet:
         return {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": "phasegate-hub", "namespace": TARGET_NAMESPACE},
+            "metadata": {"name": "phasegate-member", "namespace": TARGET_NAMESPACE},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
