@@ -351,6 +351,8 @@ def play(fleet: Fleet, timeout: float) -> str:
                 rollout = region.rollout()
                 state = ((rollout or {}).get("status") or {}).get("state", "no rollout")
                 say(f"  {name}: rollout {state}, canary weight {region.canary_weight()}%")
+            if status["state"] == "Halted" and fleet.regions[NAMES[2]].rollout() is not None:
+                return "Halted, but the third wave had started"
             return str(status["state"])
         time.sleep(0.5)
     return "TimedOut"

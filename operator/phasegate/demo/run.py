@@ -2,7 +2,8 @@
 
 Scenarios: ``healthy`` walks canary -> ramp -> rollout to Succeeded; ``bad-canary`` makes the
 canary fail during the ramp and expects an automatic rollback. Exits 0 only when the outcome
-is the expected one.
+is the expected one. ``regions`` runs one release across three regions from a hub
+(:mod:`phasegate.demo.regions`): the second region's canary fails and halts the release.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from phasegate.demo.stack import ROOT, Stack, stack
 
 RELEASE = ROOT / "manifests/examples/demo-release.yaml"
 APPROVERS = ("engineering", "operations", "product", "finance")
-EXPECTED = {"healthy": "Succeeded", "bad-canary": "RolledBack"}
+EXPECTED = {"healthy": "Succeeded", "bad-canary": "RolledBack", "regions": "Halted"}
 
 
 class Display:
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run on this cluster (e.g. make cluster-up's) instead of the local API",
     )
     args = parser.parse_args(argv)
+    if args.scenario == "regions":  # a hub and three regions: phasegate.demo.regions
+        from phasegate.demo import regions
+
+        workdir = ["--workdir", str(args.workdir)] if args.workdir else []
+        return regions.main(["--timeout", str(max(args.timeout, 240)), *workdir])
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     with stack(args.workdir) as running:
