@@ -5,11 +5,13 @@ Given a ProgressiveRelease with waves [east] -> [west] -> [eu], the scenarios pr
 regions' own APIs (their rollouts and routes) and the release's status what users see: waves
 in order, a rollback in the second wave halting the rest, a region cut off from the hub
 holding the release until it answers, and a hub killed mid-wave resuming without repeating a
-wave. ``[real]`` runs the same on three real control planes (hub and two regions share one)."""
+wave. ``[real]`` runs the same on three real control planes (the hub shares the first
+region's), the hub reaching each region as the member ServiceAccount."""
 
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from phasegate.demo.regions import Fleet
+from controlplane import ControlPlane
+from phasegate.demo.regions import HUB_ACCOUNT, Fleet
 from support.cluster import RealCluster
 
 NAMES = ("east", "west", "eu")
@@ -28,13 +31,39 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+MEMBER_USER = f"system:serviceaccount:{HUB_ACCOUNT[0]}:{HUB_ACCOUNT[1]}"
+
+
+@pytest.fixture(scope="module")
+def real_planes(
+    real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[ControlPlane]]:
+    """Three real control planes: the session's (the hub, and the first region), and one
+    more for each other region."""
+    extra: list[ControlPlane] = []
+    try:
+        for i in range(2):
+            plane = ControlPlane(tmp_path_factory.mktemp(f"region-plane-{i}"))
+            extra.append(plane)
+            plane.up()
+        yield [real_cluster.plane, *extra]
+    finally:
+        for plane in extra:
+            plane.down()
+
+
 @pytest.fixture(params=["local", pytest.param("real", marks=pytest.mark.cluster)])
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    """The hub and three regions; on real planes the hub reaches each region as the member
+    ServiceAccount, and any request the region refused it (403) fails the test."""
     kubeconfigs: list[Path] = []
+    planes: list[ControlPlane] = []
     if request.param == "real":
-        planes: list[RealCluster] = request.getfixturevalue("real_planes")
+        planes = request.getfixturevalue("real_planes")
         kubeconfigs = [planes[0].kubeconfig, *(p.kubeconfig for p in planes)]
-    running = Fleet(tmp_path, kubeconfigs)
+    suffix = f"-{secrets.token_hex(3)}" if planes else ""
+    running = Fleet(tmp_path, kubeconfigs, suffix)
+    seen = [len(p.audited(MEMBER_USER)) for p in planes]
     try:
         running.start_hub()
         for i, name in enumerate(NAMES):
@@ -42,6 +71,13 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
         yield running
     finally:
         running.stop_all()
+    refused = [
+        f"{e['verb']} {e['requestURI']}: {e['responseStatus'].get('message', '')}"
+        for plane, start in zip(planes, seen, strict=True)
+        for e in plane.audited(MEMBER_USER)[start:]
+        if e.get("responseStatus", {}).get("code") == 403
+    ]
+    assert not refused, "a region refused the hub:\n" + "\n".join(refused)
 
 
 def finished(region: Any) -> datetime:
@@ -108,7 +144,7 @@ def test_a_region_cut_off_mid_wave_holds_the_release_until_it_answers(fleet: Fle
     assert reachable["status"] == "False" and "west" in reachable["message"]
     # West finishes on its own; the hub, unable to see it, does not start eu meanwhile.
     fleet.regions["west"].stack.kubectl(
-        "wait", "prollout/shop", "-n", "shop", "--for=jsonpath={.status.state}=Succeeded",
+        "wait", "prollout/shop", "-n", fleet.target, "--for=jsonpath={.status.state}=Succeeded",
         "--timeout=60s",
     )  # fmt: skip
     assert fleet.status()["state"] == "Holding"
@@ -143,3 +179,41 @@ def test_the_hub_killed_mid_wave_resumes_without_repeating_a_wave(fleet: Fleet) 
         assert now["metadata"]["generation"] == 1, f"{name}'s spec was written again"
         phases = [p["name"] for p in now["status"]["phaseHistory"]]
         assert phases == ["canary", "full"], f"{name} ran a phase twice: {phases}"
+
+
+@pytest.mark.cluster
+def test_the_member_role_grants_the_hub_rollouts_and_nothing_else(
+    real_cluster: RealCluster,
+) -> None:
+    """`kubectl auth can-i` on a real apiserver, as the member ServiceAccount bound in one
+    namespace with manifests/member/member.yaml."""
+    from support.kube import ROOT, kubectl
+
+    kc = real_cluster.kubeconfig
+    namespace = real_cluster.namespace()
+    try:
+        kubectl(kc, "apply", "-f", str(ROOT / "manifests/member/member.yaml"))
+        kubectl(kc, "create", "rolebinding", "phasegate-member", "-n", namespace,
+                "--clusterrole=phasegate-member",
+                f"--serviceaccount={HUB_ACCOUNT[0]}:{HUB_ACCOUNT[1]}")  # fmt: skip
+
+        def can(*args: str) -> bool:
+            found = kubectl(kc, "auth", "can-i", f"--as={MEMBER_USER}", *args, check=False)
+            return found.stdout.strip() == "yes"
+
+        for verb in ("create", "get", "list", "watch", "patch"):
+            assert can(verb, "progressiverollouts.phasegate.dev", "-n", namespace), verb
+        assert can("get", "progressiverollouts.phasegate.dev", "--subresource=status", "-n",
+                   namespace)  # fmt: skip
+        for args in (
+            ("delete", "progressiverollouts.phasegate.dev", "-n", namespace),
+            ("patch", "progressiverollouts.phasegate.dev", "--subresource=status", "-n",
+             namespace),
+            ("create", "progressiverollouts.phasegate.dev", "-n", "default"),
+            ("get", "secrets", "-n", namespace),
+            ("patch", "httproutes.gateway.networking.k8s.io", "-n", namespace),
+            ("get", "deployments.apps", "-n", namespace),
+        ):  # fmt: skip
+            assert not can(*args), f"the member Role grants {' '.join(args)}"
+    finally:
+        kubectl(kc, "delete", "namespace", namespace, "--wait=false")

@@ -26,7 +26,7 @@ from phasegate.api.release import control_annotation
 from phasegate.demo.stack import ROOT, Process, Stack, free_port, free_ports, wait_until
 
 MEMBER = ROOT / "manifests/member/member.yaml"
-RELEASE_NAMESPACE = "releases"  # on the hub
+RELEASE_NAMESPACE = "releases"  # on the hub (Fleet.suffix makes it unique on shared clusters)
 TARGET_NAMESPACE = "shop"  # in each region
 HUB_ACCOUNT = ("phasegate-system", "phasegate-member")  # manifests/member/member.yaml
 
@@ -66,7 +66,7 @@ def template() -> dict[str, Any]:
     }
 
 
-def route() -> dict[str, Any]:
+def route(target: str = TARGET_NAMESPACE) -> dict[str, Any]:
     refs = [
         {"name": "web-stable", "port": 80, "weight": 100},
         {"name": "web-canary", "port": 80, "weight": 0},
@@ -74,7 +74,7 @@ def route() -> dict[str, Any]:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "web", "namespace": TARGET_NAMESPACE},
+        "metadata": {"name": "web", "namespace": target},
         "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": refs}]},
     }
 
@@ -87,18 +87,19 @@ def namespace(name: str) -> dict[str, Any]:
 class Region:
     name: str
     stack: Stack
+    target: str = TARGET_NAMESPACE
     relay_port: int = 0
     relay: Process | None = None
     operator: Process | None = None
 
     def rollout(self, name: str = "shop") -> dict[str, Any] | None:
         found = self.stack.kubectl(
-            "get", "prollout", name, "-n", TARGET_NAMESPACE, "-o", "json", check=False
+            "get", "prollout", name, "-n", self.target, "-o", "json", check=False
         )
         return json.loads(found.stdout) if found.returncode == 0 else None
 
     def canary_weight(self) -> int:
-        found = self.stack.get("httproute", TARGET_NAMESPACE, "web")
+        found = self.stack.get("httproute", self.target, "web")
         refs = found["spec"]["rules"][0]["backendRefs"]
         return int(next(r for r in refs if r["name"] == "web-canary")["weight"])
 
@@ -109,6 +110,7 @@ class Fleet:
 
     workdir: Path
     kubeconfigs: list[Path] = field(default_factory=list)  # real clusters: hub's first
+    suffix: str = ""  # appended to the namespaces, for clusters shared with other tests
     hub: Stack = field(init=False)
     regions: dict[str, Region] = field(default_factory=dict)
     hub_operator: Process | None = None
@@ -116,6 +118,7 @@ class Fleet:
     def __post_init__(self) -> None:
         (self.workdir / "hub").mkdir(parents=True, exist_ok=True)
         self.hub = Stack(self.workdir / "hub")
+        self.releases, self.target = RELEASE_NAMESPACE + self.suffix, TARGET_NAMESPACE + self.suffix
 
     # ---- starting ------------------------------------------------------------------------
 
@@ -124,7 +127,7 @@ class Fleet:
             self.hub.attach(self.kubeconfigs[0])
         else:
             self.hub.start_api()
-        self.hub.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace(RELEASE_NAMESPACE)))
+        self.hub.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace(self.releases)))
 
     def start_region(self, name: str, index: int) -> Region:
         """Region ``name``: API (or the ``index``-th real cluster), services, Prometheus,
@@ -132,7 +135,7 @@ class Fleet:
         and kubeconfig Secret for it."""
         (self.workdir / name).mkdir(parents=True, exist_ok=True)
         stack = Stack(self.workdir / name)
-        region = Region(name, stack)
+        region = Region(name, stack, self.target)
         self.regions[name] = region
         if self.kubeconfigs:
             stack.attach(self.kubeconfigs[index + 1])
@@ -143,11 +146,11 @@ class Fleet:
         stack.start_service("web-canary", latency=0.005)
         stack.start_prometheus()
         stack.prometheus_scrapes(["web-stable", "web-canary"])
-        stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace(TARGET_NAMESPACE)))
+        stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace(self.target)))
         if self.kubeconfigs:
             stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(self.member_binding()))
-        stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(route()))
-        stack.start_load(TARGET_NAMESPACE, "web", rate=100)
+        stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(route(self.target)))
+        stack.start_load(self.target, "web", rate=100)
         region.operator = start_operator(stack, f"operator-{name}", "--standalone")
         region.relay_port = free_port()
         self.reconnect(name)
@@ -159,7 +162,7 @@ class Fleet:
         return {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": "phasegate-member", "namespace": TARGET_NAMESPACE},
+            "metadata": {"name": "phasegate-member", "namespace": self.target},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
@@ -187,7 +190,7 @@ class Fleet:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": f"region-{region.name}", "namespace": RELEASE_NAMESPACE},
+            "metadata": {"name": f"region-{region.name}", "namespace": self.releases},
             "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
         }
 
@@ -241,7 +244,7 @@ class Fleet:
         ]
         spec: dict[str, Any] = {
             "revision": revision,
-            "template": {"metadata": {"namespace": TARGET_NAMESPACE}, "spec": template()},
+            "template": {"metadata": {"namespace": self.target}, "spec": template()},
             "regions": regions,
             "waves": [{"regions": wave} for wave in waves],
             "interval": "1s",
@@ -250,7 +253,7 @@ class Fleet:
         return {
             "apiVersion": "phasegate.dev/v1alpha1",
             "kind": "ProgressiveRelease",
-            "metadata": {"name": name, "namespace": RELEASE_NAMESPACE},
+            "metadata": {"name": name, "namespace": self.releases},
             "spec": spec,
         }
 
@@ -258,11 +261,11 @@ class Fleet:
         self.hub.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
 
     def status(self, name: str = "shop") -> dict[str, Any]:
-        return self.hub.get("prel", RELEASE_NAMESPACE, name).get("status") or {}
+        return self.hub.get("prel", self.releases, name).get("status") or {}
 
     def control(self, action: str, name: str = "shop", **fields: str) -> None:
         ((key, value),) = control_annotation(action, **fields).items()
-        self.hub.kubectl("annotate", "prel", name, "-n", RELEASE_NAMESPACE, f"{key}={value}")
+        self.hub.kubectl("annotate", "prel", name, "-n", self.releases, f"{key}={value}")
 
     def wait(
         self,
@@ -287,6 +290,11 @@ class Fleet:
         for region in self.regions.values():
             region.stack.stop_all()
         self.hub.stop_all()
+        if self.kubeconfigs:  # shared clusters: leave them as they were
+            for stack, name in [(self.hub, self.releases)] + [
+                (r.stack, self.target) for r in self.regions.values()
+            ]:
+                stack.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def start_operator(stack: Stack, name: str, *flags: str, timeout: float = 120) -> Process:
