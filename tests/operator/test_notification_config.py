@@ -68,7 +68,7 @@ async def test_receivers_resolve_or_say_what_is_wrong(setup: Kube, clients: Clie
     assert team.error is None and team.service == "slack"
     assert team.url.endswith("very-secret") and team.receiver.wants("Rollback")
     assert not team.receiver.wants("Hold"), "the rollout's events override the shared ones"
-    assert "cannot read its Secret" in (targets["audit"].error or "")
+    assert targets["audit"].error == "cannot read Secret learning/gone key k: Not Found"
     assert targets["typo"].error == (
         "the URL in Secret learning/hooks key bad is not an http(s) URL"
     )

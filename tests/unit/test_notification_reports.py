@@ -155,3 +155,15 @@ def test_a_rejected_gate_is_sent_as_rejected_with_what_a_person_can_do() -> None
     ]
     again = plan_notifications(spec, before, rejected, ROLLOUT, sim.now + timedelta(0))
     assert again.status.notifications == planned.status.notifications, "same key, queued once"
+
+
+def test_the_demo_prints_the_release_report_as_the_cli_does() -> None:
+    from phasegate.demo.run import final_report
+
+    sim = succeeded(with_receivers(minimal_spec(), HOOK))
+    obj = rollout_object(sim.spec, sim.status)
+    printed = final_report(obj)
+    assert printed == render(report_of(obj), "md"), "what kubectl phasegate report prints"
+    assert printed.startswith("# Release report: learning/cohort-analyzer")
+    headings = [line for line in printed.splitlines() if line.startswith("## ")]
+    assert [h.rsplit(": ", 1)[-1] for h in headings] == ["Passed", "Passed", "## Timeline"]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from phasegate import report as reports
 from phasegate.api import controls
 from phasegate.demo.stack import ROOT, Stack, stack
 
@@ -66,6 +67,11 @@ class Display:
             self.decision = decision
 
 
+def final_report(rollout: dict[str, Any]) -> str:
+    """The release report of ``rollout`` in Markdown, as `kubectl phasegate report` prints it."""
+    return reports.render(reports.report_of(rollout), "md")
+
+
 def approve_all(running: Stack, phase: str) -> None:
     """Each group approves through the control annotation, as `kubectl phasegate approve` does."""
     for group in APPROVERS:
@@ -113,6 +119,8 @@ def play(running: Stack, scenario: str, timeout: float, kubeconfig: Path | None 
             route = running.get("httproute", "demo", "shop")
             weights = {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
             display.say(f"route weights now: {json.dumps(weights)}")
+            display.say("the release report (kubectl phasegate report shop -n demo --format md):")
+            print(final_report(running.get("prollout", "demo", "shop")), flush=True)
             if kubeconfig is not None:  # leave the cluster as it was; the operator still runs
                 running.kubectl("delete", "-f", str(RELEASE), "--wait", "--timeout=60s")
             return str(state)

@@ -156,12 +156,17 @@ class KubeResolver:
         service = next(n for n in kinds if getattr(receiver, n) is not None)
         settings = receiver.service
         assert settings is not None
-        try:
-            url = self._secret(namespace, settings.url)
-            key = getattr(settings, "signing_key", None)
-            signing = self._secret(namespace, key).encode() if key is not None else None
-        except (NotFound, Forbidden) as error:
-            return Target(receiver, service, error=f"cannot read its Secret: {error}")
+        refs = [settings.url, getattr(settings, "signing_key", None)]
+        values: list[str | None] = []
+        for ref in refs:
+            try:
+                values.append(None if ref is None else self._secret(namespace, ref))
+            except (NotFound, Forbidden) as error:
+                where = f"Secret {namespace}/{ref.name} key {ref.key}" if ref else ""
+                return Target(receiver, service, error=f"cannot read {where}: {error}")
+        url, key = values
+        signing = key.encode() if key is not None else None
+        assert url is not None
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             where = f"Secret {namespace}/{settings.url.name} key {settings.url.key}"
