@@ -49,7 +49,7 @@ def engine_walk() -> dict[str, float]:
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"engine", "localapi", "operator", "footprint"}
+    which = set(sys.argv[1:]) or {"engine", "localapi", "operator", "dashboard", "footprint"}
     if "engine" in which:
         engine()
     if "localapi" in which:
@@ -60,6 +60,10 @@ def main() -> None:
         from benchmarks import runtime
 
         runtime.main()
+    if "dashboard" in which:
+        from benchmarks import dashboard
+
+        dashboard.main()
     if "footprint" in which:
         from benchmarks import footprint
 
