@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,3 +151,59 @@ class MemoryReports:
         made = report_config_map(obj, phase)
         self.written[made.name] = made.data
         self.order.append((made.name, len(self.receiver.got)))
+
+
+class LoopbackReceiver:
+    """A webhook receiver on 127.0.0.1, served by threads of the test process for operators
+    that run as processes: it records every request and holds those ``hold`` picks (given the
+    body and the requests so far) until :meth:`release`."""
+
+    def __init__(self, hold: Callable[[dict[str, Any], list[Received]], bool] | None = None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.got: list[Received] = []
+        self.answered = 0
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    before = list(receiver.got)
+                    receiver.got.append(Received(self.path, dict(self.headers), body, 200))
+                if hold is not None and hold(json.loads(body), before):
+                    receiver.holding.set()
+                    receiver.released.wait(120)
+                with receiver.lock:
+                    receiver.answered += 1
+                try:
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the operator that sent it was killed meanwhile
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/secret-token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(r.body) for r in self.got]
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
