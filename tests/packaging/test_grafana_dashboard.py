@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import helm_python as helm
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -55,6 +56,7 @@ def test_the_sidecar_finds_the_dashboard_by_its_label() -> None:
         }
     }
     (config_map,) = dashboards(render(values))
+    kubernetes_validate.validate(config_map, "1.30.0", strict=True)
     meta = config_map["metadata"]
     assert meta["labels"]["grafana_dashboard"] == "1"
     assert meta["namespace"] == "monitoring"
