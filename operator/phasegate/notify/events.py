@@ -262,7 +262,7 @@ def _next_steps(rollout: Rollout, status: RolloutStatus, kind: EventKind) -> lis
     for verb in NEXT_STEPS.get(kind, ()):
         if verb == "approve" and status.decision is not None:
             steps.append(
-                f"kubectl phasegate approve {where} --phase {status.decision.phase} --as GROUP"
+                f"kubectl phasegate approve {where} --phase {status.decision.phase} --group GROUP"
             )
         elif verb != "approve":
             steps.append(f"kubectl phasegate {verb} {where}")
