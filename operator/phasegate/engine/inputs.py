@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal
 
 Backend = Literal["canary", "stable"]
@@ -22,7 +23,7 @@ class QueryRequest:
     window: timedelta | None = None  # a range query over the last ``window`` when set
     step: timedelta | None = None
 
-    @property
+    @cached_property  # asked several times per evaluation; the request never changes
     def key(self) -> str:
         parts = [self.metric, self.backend]
         if self.group_by:

@@ -31,15 +31,25 @@ def judge(
     """Judge ``criterion`` on the answers to its ``requests``."""
     canary = requests["canary"]
     stable = requests.get("stable")
-    result = CriterionResult(
-        rule=rule,
-        metric=criterion.metric,
-        query=canary.query,
-        stable_query=stable.query if stable else None,
-        threshold=criterion.describe_threshold(),
-        verdict=Verdict.ERROR,
-        reason="",
-    )
+
+    def result(
+        verdict: Verdict,
+        reason: str,
+        value: float | None = None,
+        values: dict[str, float] | None = None,
+    ) -> CriterionResult:
+        return CriterionResult(  # validated once (model_construct is slower than validating)
+            rule=rule,
+            metric=criterion.metric,
+            query=canary.query,
+            stable_query=stable.query if stable else None,
+            value=value,
+            values=values,
+            threshold=criterion.describe_threshold(),
+            verdict=verdict,
+            reason=reason,
+        )
+
     try:
         got = {b: _answer(measurements, r) for b, r in requests.items()}
         if criterion.consistency is not None:
@@ -53,21 +63,14 @@ def judge(
         if verdict is Verdict.NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
             verdict = Verdict(metric.on_no_data.value)
             reason = f"{reason} (onNoData: {metric.on_no_data.value})"
-        return result.model_copy(update={"verdict": verdict, "reason": reason})
+        return result(verdict, reason)
 
     passed, reason = _threshold(criterion, value)
     if not passed and criterion.test is not None:
         # The test can only excuse a breach as noise, never cause one.
         above = criterion.max is not None and value > criterion.max
         passed, reason = _significant(criterion, got["canary"], got["stable"], above, reason)
-    return result.model_copy(
-        update={
-            "value": value,
-            "values": values,
-            "verdict": Verdict.PASS if passed else Verdict.FAIL,
-            "reason": reason,
-        }
-    )
+    return result(Verdict.PASS if passed else Verdict.FAIL, reason, value, values)
 
 
 def _answer(measurements: Mapping[str, Measurement], request: QueryRequest) -> Measurement:

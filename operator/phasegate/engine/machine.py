@@ -31,7 +31,7 @@ from phasegate.api.status import (
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
 from phasegate.engine.judge import judge
-from phasegate.engine.queries import plan_queries, requests_for, rules_of
+from phasegate.engine.queries import phase_plan, plan_queries
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
 HANDLED_CONTROLS = 32
@@ -186,7 +186,7 @@ class _Machine:
             s.message = self.progress_message(self.spec.phases[cp.index])
             return  # nothing was measured for a phase that had not started
         if cp is not None and cp.started_at is not None:
-            self.judge_rules(self.spec.phases[cp.index])
+            self.judge_rules(cp.index)
             # A sustained breach rolls back even when other queries fail: rollback comes first.
             if self.check_rollback() or self.check_metrics():
                 return
@@ -197,15 +197,15 @@ class _Machine:
         elif s.state in (State.WAITING_FOR_APPROVAL, State.SCHEDULED):
             self.enter_phase(self.next_index(), "gate opened")
 
-    def judge_rules(self, phase: Phase) -> None:
+    def judge_rules(self, index: int) -> None:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
         measurements = self.obs.measurements
-        for rule_id, rule in rules_of(phase):
-            requests = requests_for(self.spec, self.namespace, phase, rule)
-            if any(r.key not in measurements for r in requests.values()):
+        for rule in phase_plan(self.spec, self.namespace, index).rules:
+            if any(r.key not in measurements for r in rule.requests.values()):
                 continue  # planned for another phase or state: no verdict either way
-            metric = self.spec.metric(rule.metric)
-            self.results[rule_id] = judge(rule_id, rule, metric, requests, measurements)
+            self.results[rule.rule_id] = judge(
+                rule.rule_id, rule.criterion, rule.metric, rule.requests, measurements
+            )
 
     def check_metrics(self) -> bool:
         """Track consecutive query errors; hold (or roll back) when they last too long."""
@@ -797,6 +797,9 @@ def _set_conditions(
     for type_, ok, reason, message in wanted:
         status = "True" if ok else "False"
         old = previous.get(type_)
+        if old is not None and (old.status, old.reason, old.message) == (status, reason, message):
+            conditions.append(old)  # unchanged: records are never edited, so it is shared
+            continue
         since = old.last_transition_time if old is not None and old.status == status else now
         conditions.append(
             Condition(

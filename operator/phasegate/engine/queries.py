@@ -1,8 +1,18 @@
-"""Which queries the current phase needs, rendered from the metric templates."""
+"""Which queries the current phase needs, rendered from the metric templates.
+
+A phase's plan (its rules, each with its metric and rendered queries, and the distinct
+queries) is computed once per spec object and reused: the operator asks for it twice per
+evaluation (to plan the queries, then to judge the answers), the engine benchmark thousands
+of times. Specs are never modified once validated, so the object's identity is its key.
+"""
 
 from __future__ import annotations
 
-from phasegate.api.spec import Criterion, Phase, RolloutSpec
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from phasegate.api.spec import Criterion, Metric, Phase, RolloutSpec
 from phasegate.api.templates import render
 from phasegate.engine.inputs import Backend, QueryRequest
 
@@ -49,11 +59,54 @@ def rules_of(phase: Phase) -> list[tuple[str, Criterion]]:
     ]
 
 
+@dataclass(frozen=True)
+class RulePlan:
+    """One rule of a phase, ready to judge: its metric and its rendered queries."""
+
+    rule_id: str
+    criterion: Criterion
+    metric: Metric
+    requests: dict[Backend, QueryRequest]
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    rules: tuple[RulePlan, ...]
+    queries: tuple[QueryRequest, ...]  # distinct (by key), in a stable order
+
+
+_PLANS: OrderedDict[tuple[int, str, int], tuple[RolloutSpec, PhasePlan]] = OrderedDict()
+_PLANS_KEPT = 64  # a few evaluations in flight at once; a miss only renders again
+_PLANS_LOCK = threading.Lock()
+
+
+def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan:
+    """The phase's rules with their queries, computed once per spec object."""
+    key = (id(spec), namespace, phase_index)
+    with _PLANS_LOCK:
+        kept = _PLANS.get(key)
+        if kept is not None and kept[0] is spec:  # the same object, not a reused id
+            _PLANS.move_to_end(key)
+            return kept[1]
+    phase = spec.phases[phase_index]
+    rules = tuple(
+        RulePlan(
+            rule_id, rule, spec.metric(rule.metric), requests_for(spec, namespace, phase, rule)
+        )
+        for rule_id, rule in rules_of(phase)
+    )
+    distinct: dict[str, QueryRequest] = {}
+    for rule in rules:
+        for request in rule.requests.values():
+            distinct.setdefault(request.key, request)
+    plan = PhasePlan(rules, tuple(distinct.values()))
+    with _PLANS_LOCK:
+        _PLANS[key] = (spec, plan)  # the spec is held, so its id cannot be reused meanwhile
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return plan
+
+
 def plan_queries(spec: RolloutSpec, namespace: str, phase_index: int) -> list[QueryRequest]:
     """All distinct queries the phase's rules need, in a stable order."""
-    phase = spec.phases[phase_index]
-    seen: dict[str, QueryRequest] = {}
-    for _, rule in rules_of(phase):
-        for request in requests_for(spec, namespace, phase, rule).values():
-            seen.setdefault(request.key, request)
-    return list(seen.values())
+    return list(phase_plan(spec, namespace, phase_index).queries)
