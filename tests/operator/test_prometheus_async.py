@@ -96,7 +96,7 @@ async def test_identical_queries_in_flight_together_are_sent_once(receiver: Rece
     own = [f'sum(rate(http_requests_total{{service="web-canary-{i}"}}[1m]))' for i in range(50)]
     askers = [asyncio.create_task(provider.measure_async(q(shared))) for _ in range(50)]
     askers += [asyncio.create_task(provider.measure_async(q(text))) for text in own]
-    await until(lambda: sum(receiver.asked.values()) == 16, "the first requests")
+    await until(lambda: sum(receiver.asked.values()) == 51, "every distinct query sent")
     await until(lambda: provider.shared == 49, "the other 49 askers joining the first")
     receiver.gate.set()
     answers = await asyncio.gather(*askers)

@@ -39,7 +39,7 @@ class PrometheusSettings:
     password: str | None = None
     ca_pem: str | None = None
     insecure_skip_verify: bool = False
-    max_in_flight: int = 16  # requests open to this Prometheus at once; the rest queue
+    max_in_flight: int = 64  # requests open to this Prometheus at once; the rest queue
     coalesce_window: float = 0.5  # seconds; 0 sends every query with the current time
 
 
