@@ -117,7 +117,7 @@ function chartSvg(series, thresholds, window, options = {}) {
   svg += `<text x="${width - right - 60}" y="${height - 6}">${new Date(window.end * 1000).toLocaleTimeString()}</text>`;
   for (const t of thresholds) {
     svg += `<line class="threshold" data-bound="${esc(t.name)}" x1="${left}" x2="${width - right}" y1="${y(t.value)}" y2="${y(t.value)}" stroke="#c4320a" stroke-dasharray="5 4"><title>${esc(t.name)} ${fmt(t.value)}</title></line>`;
-    svg += `<text x="${width - right - 70}" y="${y(t.value) - 3}" style="fill:#c4320a">${esc(t.name)} ${fmt(t.value)}</text>`;
+    svg += `<text x="${width - right - 3}" y="${y(t.value) - 3}" text-anchor="end" style="fill:#c4320a">${esc(t.name)} ${fmt(t.value)}</text>`;
   }
   series.forEach((s, i) => {
     const color = options.colors ? options.colors[i] : COLORS[i % COLORS.length];
