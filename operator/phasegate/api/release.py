@@ -305,6 +305,14 @@ def normalized(rollout_spec: Any) -> Any:
         return rollout_spec
 
 
+def is_release(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and obj.get("kind") == RELEASE_KIND
+        and str(obj.get("apiVersion", "")).startswith(GROUP + "/")
+    )
+
+
 def validate_release(obj: dict[str, Any]) -> tuple[ReleaseSpec | None, list[str]]:
     """A release's spec, or every problem with it (its own fields and each region's rollout)."""
     try:
