@@ -29,6 +29,7 @@ from support.notify import (
     StaticResolver,
     rollout_object,
     serve,
+    until,
     with_receivers,
 )
 from support.reports import approvals, in_phase
@@ -331,3 +332,32 @@ async def test_delivery_metrics_count_by_receiver_and_outcome_with_bounded_label
     assert set(labels[RECEIVER_LABELS - 1 :]) == {"other"}
     assert sender.metric_label("audit") == "audit"
     await sender.close()
+
+
+async def test_a_receiver_waiting_for_its_retry_does_not_hold_back_the_others(
+    receiver: HttpReceiver,
+) -> None:
+    down = Receiver.model_validate({"name": "down", "webhook": HOOK.webhook})
+    spec = with_receivers(minimal_spec(), HOOK, down)
+    sim = NotifyingSim(spec, constant({"errors": 0.001, "latency": 0.1}))
+    sim.run(in_phase("canary"))
+    store = MemoryStore(rollout_object(sim.spec, sim.status))
+    targets = [
+        Target(HOOK, "webhook", url=receiver.url, signing_key=KEY),
+        Target(down, "webhook", url="http://127.0.0.1:9/closed"),  # nothing listens on port 9
+    ]
+    slow_retries = DeliverySettings(timeout=0.5, first_retry=600.0, max_retry=600.0)
+    sender = Notifier(store, StaticResolver(targets), Telemetry(), slow_retries)
+    sender.wake("learning", "cohort-analyzer")
+    await until(lambda: [f.receiver for f in store.box.failing] == ["down"])
+    assert len(receiver.got) == 1
+
+    sim.run(lambda s: len(s.status.checkpoints) >= 1)  # a checkpoint: one more event
+    store.obj["status"] = rollout_object(sim.spec, sim.status)["status"]
+    sender.wake("learning", "cohort-analyzer")
+    await receiver.wait_for(2)  # within 10 s; "down" retries in 600 s
+    await sender.close()
+    assert [json.loads(r.body)["event"] for r in receiver.got] == [
+        "PhaseStarted",
+        "CheckpointPassed",
+    ]

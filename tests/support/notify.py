@@ -207,3 +207,12 @@ class LoopbackReceiver:
         self.release()
         self.server.shutdown()
         self.server.server_close()
+
+
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait, polling, until ``check()`` holds; fail after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)

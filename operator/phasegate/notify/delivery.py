@@ -15,6 +15,7 @@ notification that links it is sent, and retried, recorded and shown like any rec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -124,6 +125,7 @@ class Notifier:
         self._progress: dict[RolloutKey, _Progress] = {}
         self._tasks: dict[RolloutKey, asyncio.Task[None]] = {}
         self._again: set[RolloutKey] = set()
+        self._woken: dict[RolloutKey, asyncio.Event] = {}  # ends a wait for a retry early
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(self.settings.concurrency)
 
@@ -138,6 +140,7 @@ class Notifier:
         task = self._tasks.get(key)
         if task is not None and not task.done():
             self._again.add(key)  # the running task reads the status once more
+            self._woken.setdefault(key, asyncio.Event()).set()  # now, not after a backoff
             return
         self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key))
 
@@ -155,13 +158,17 @@ class Notifier:
 
     async def _run(self, key: RolloutKey) -> None:
         try:
+            woken = self._woken.setdefault(key, asyncio.Event())
             while True:
                 self._again.discard(key)
+                woken.clear()
                 retry_in = await self._pass(key)
-                if retry_in is None and key not in self._again:
+                if key in self._again:
+                    continue  # new entries: other receivers need not wait for a retry
+                if retry_in is None:
                     return
-                if retry_in is not None and key not in self._again:
-                    await asyncio.sleep(retry_in)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), retry_in)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not end delivery for the other rollouts
