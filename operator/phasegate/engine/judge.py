@@ -27,10 +27,13 @@ def judge(
     metric: Metric,
     requests: Mapping[Backend, QueryRequest],
     measurements: Mapping[str, Measurement],
+    threshold: str | None = None,
 ) -> CriterionResult:
-    """Judge ``criterion`` on the answers to its ``requests``."""
+    """Judge ``criterion`` on the answers to its ``requests``. ``threshold``: the criterion's
+    threshold as words, when the caller has it already."""
     canary = requests["canary"]
     stable = requests.get("stable")
+    threshold = threshold or criterion.describe_threshold()
 
     def result(
         verdict: Verdict,
@@ -45,7 +48,7 @@ def judge(
             stable_query=stable.query if stable else None,
             value=value,
             values=values,
-            threshold=criterion.describe_threshold(),
+            threshold=threshold,
             verdict=verdict,
             reason=reason,
         )
@@ -65,7 +68,7 @@ def judge(
             reason = f"{reason} (onNoData: {metric.on_no_data.value})"
         return result(verdict, reason)
 
-    passed, reason = _threshold(criterion, value)
+    passed, reason = _threshold(criterion, value, threshold)
     if not passed and criterion.test is not None:
         # The test can only excuse a breach as noise, never cause one.
         above = criterion.max is not None and value > criterion.max
@@ -149,7 +152,7 @@ def _spread(criterion: Criterion, answer: Measurement) -> tuple[float, dict[str,
     return (high - low) / abs(mean), segments
 
 
-def _threshold(criterion: Criterion, value: float) -> tuple[bool, str]:
+def _threshold(criterion: Criterion, value: float, threshold: str) -> tuple[bool, str]:
     if criterion.consistency is not None:
         limit = criterion.consistency.max_spread
         ok = value <= limit
@@ -159,7 +162,7 @@ def _threshold(criterion: Criterion, value: float) -> tuple[bool, str]:
         return False, f"{subject} {value:.6g} is above max {criterion.max:g}"
     if criterion.min is not None and value < criterion.min:
         return False, f"{subject} {value:.6g} is below min {criterion.min:g}"
-    return True, f"{subject} {value:.6g} passes {criterion.describe_threshold()}"
+    return True, f"{subject} {value:.6g} passes {threshold}"
 
 
 def _significant(

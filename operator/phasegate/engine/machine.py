@@ -204,7 +204,12 @@ class _Machine:
             if any(r.key not in measurements for r in rule.requests.values()):
                 continue  # planned for another phase or state: no verdict either way
             self.results[rule.rule_id] = judge(
-                rule.rule_id, rule.criterion, rule.metric, rule.requests, measurements
+                rule.rule_id,
+                rule.criterion,
+                rule.metric,
+                rule.requests,
+                measurements,
+                rule.threshold,
             )
 
     def check_metrics(self) -> bool:

@@ -67,6 +67,7 @@ class RulePlan:
     criterion: Criterion
     metric: Metric
     requests: dict[Backend, QueryRequest]
+    threshold: str  # the criterion's threshold in words, as status shows it
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
     phase = spec.phases[phase_index]
     rules = tuple(
         RulePlan(
-            rule_id, rule, spec.metric(rule.metric), requests_for(spec, namespace, phase, rule)
+            rule_id,
+            rule,
+            spec.metric(rule.metric),
+            requests_for(spec, namespace, phase, rule),
+            rule.describe_threshold(),
         )
         for rule_id, rule in rules_of(phase)
     )
