@@ -94,15 +94,20 @@ async def _measure(
 ) -> dict[str, Measurement]:
     if not requests:
         return {}
+    config = spec.prometheus
     try:
-        provider = ctx.prometheus(await asyncio.to_thread(_settings, ctx, spec, namespace))
+        if config is None or (config.auth is None and config.ca_secret is None):
+            settings = _settings(ctx, spec, namespace)  # no Secret to read: nothing blocks
+        else:
+            settings = await asyncio.to_thread(_settings, ctx, spec, namespace)
+        provider = ctx.prometheus(settings)
     except (LookupError, NotFound) as error:
         why = f"cannot configure Prometheus: {error}"
         return {r.key: Measurement(r.query, Outcome.UNAVAILABLE, message=why) for r in requests}
 
     async def one(request: QueryRequest) -> Measurement:
         started = time.perf_counter()
-        answer = await asyncio.to_thread(provider.measure, request)
+        answer = await provider.measure_async(request)  # on the loop; bounded per Prometheus
         ctx.telemetry.observe("phasegate_query_duration_seconds", time.perf_counter() - started)
         if answer.is_error or answer.outcome is Outcome.SEVERAL_SERIES:
             ctx.telemetry.inc("phasegate_query_errors_total", outcome=answer.outcome.value)
