@@ -24,7 +24,7 @@ from aiohttp import web
 from phasegate import GROUP, PLURAL, VERSION
 from phasegate.api import controls
 from phasegate.dashboard import view
-from phasegate.kube import Forbidden, Kube, NotFound
+from phasegate.kube import Forbidden, Kube, NotFound, translated
 
 CHECKPOINTS_SHOWN = 30
 STATIC = {"app.js": "application/javascript", "app.css": "text/css"}
@@ -50,12 +50,13 @@ class Dashboard:
     # ---- Kubernetes ------------------------------------------------------------------------
 
     def _list(self) -> list[dict[str, Any]]:
-        if self.namespace is None:
-            found = self.kube.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        else:
-            found = self.kube.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL
-            )
+        with translated():
+            if self.namespace is None:
+                found = self.kube.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            else:
+                found = self.kube.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL
+                )
         return list(cast(dict[str, Any], found)["items"])
 
     async def rollouts(self) -> list[dict[str, Any]]:
@@ -265,6 +266,11 @@ def make_app(dashboard: Dashboard) -> web.Application:
             raise _error(web.HTTPForbidden, f"the API refused: {error}") from None
         except controls.ControlError as error:
             raise _error(web.HTTPBadRequest, str(error)) from None
+        except web.HTTPException:
+            raise
+        except Exception as error:  # the API's other answers (401, 5xx), a refused connection
+            reason = getattr(error, "reason", None) or error
+            raise _error(web.HTTPBadGateway, f"the Kubernetes API: {reason}") from None
 
     async def session(app: web.Application) -> Any:
         async with aiohttp.ClientSession() as client:
