@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
-import yaml
 import urllib3
+import yaml
 from kubernetes.client import (
     ApiClient,
     ApiException,
@@ -41,9 +42,14 @@ def unchanged_since(resource_version: str) -> dict[str, Any]:
     return {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
 
 
-# Every call of the Kubernetes client gives up after this long: a call that hangs must not
-# hold an evaluation (and the thread it runs on) for ever. kopf's own watches have theirs.
+# Every call of the Kubernetes client gives up after this long (the answer's part can be set
+# with $PHASEGATE_API_TIMEOUT, in seconds): a call that hangs must not hold an evaluation, and
+# the thread it runs on, for ever. kopf's own watches have their own timeouts.
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 15.0
+
+
+def _read_timeout() -> float:
+    return float(os.environ.get("PHASEGATE_API_TIMEOUT") or READ_TIMEOUT)
 
 
 @dataclass
@@ -52,13 +58,13 @@ class Kube:
 
     def __post_init__(self) -> None:
         # The client sends no timeout unless each call names one; give every call ours.
-        rest = self.api.rest_client
+        rest, read_timeout = self.api.rest_client, _read_timeout()
         send: Any = rest.request
 
         def request(*args: Any, **kwargs: Any) -> Any:
             kwargs["_request_timeout"] = kwargs.get("_request_timeout") or (
                 CONNECT_TIMEOUT,
-                READ_TIMEOUT,
+                read_timeout,
             )
             return send(*args, **kwargs)
 

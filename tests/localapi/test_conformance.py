@@ -308,6 +308,36 @@ def test_status_and_spec_are_written_through_their_own_endpoints(crd: Api) -> No
     assert after_status["status"]["state"] == "Holding" and after_status["spec"]["revision"] == "v2"
 
 
+def test_a_status_merge_patch_carrying_a_stale_resource_version_conflicts(crd: Api) -> None:
+    """How the operator writes status: a merge patch of the status subresource carrying the
+    resourceVersion the evaluation read."""
+    read = crd.ok("POST", crd.cr, rollout())
+    merge = "application/merge-patch+json"
+    crd.ok("PATCH", f"{crd.cr}/web", {"metadata": {"labels": {"a": "b"}}}, content_type=merge)
+    stale = {"metadata": {"resourceVersion": read["metadata"]["resourceVersion"]}}
+    status, body = crd.request(
+        "PATCH",
+        f"{crd.cr}/web/status",
+        {**stale, "status": {"state": "Holding"}},
+        content_type=merge,
+    )
+    assert status == 409 and body["reason"] == "Conflict", body
+    assert "status" not in crd.ok("GET", f"{crd.cr}/web"), "nothing written"
+    current = {
+        "metadata": {
+            "resourceVersion": crd.ok("GET", f"{crd.cr}/web")["metadata"]["resourceVersion"]
+        }
+    }
+    written = crd.ok(
+        "PATCH",
+        f"{crd.cr}/web/status",
+        {**current, "status": {"state": "Holding"}},
+        content_type=merge,
+    )
+    assert written["status"]["state"] == "Holding"
+    assert written["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+
+
 def test_status_writes_are_validated_too(crd: Api) -> None:
     crd.ok("POST", crd.cr, rollout())
     status, body = crd.request(

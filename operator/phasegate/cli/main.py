@@ -71,8 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering-lifetime",
         type=int,
-        default=60,
-        help="seconds after which a silent replica is presumed dead (default: 60)",
+        default=15,
+        help="seconds after which a silent replica is presumed dead and a standby takes over: "
+        "also how long rollbacks can go unevaluated when the active one dies (default: 15)",
     )
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
     run.add_argument(

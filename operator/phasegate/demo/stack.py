@@ -314,7 +314,7 @@ class Stack:
             *extra,
             kubeconfig=self.operator_kubeconfig,
         )
-        process.wait_serving(f"http://127.0.0.1:{health}/healthz", 30)
+        process.wait_serving(f"http://127.0.0.1:{health}/healthz", 90)
         process.ports.update(health=health, metrics=metrics)
         return process
 

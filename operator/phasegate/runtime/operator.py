@@ -34,7 +34,7 @@ def configure_kopf(
     *,
     peering: str | None,
     priority: int = 0,
-    peering_lifetime: int = 60,
+    peering_lifetime: int = 15,
 ) -> None:
     """kopf's own progress in annotations under our prefix, never in our status schema."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -59,7 +59,7 @@ def register(
     *,
     peering: str | None,
     priority: int = 0,
-    peering_lifetime: int = 60,
+    peering_lifetime: int = 15,
 ) -> None:
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -78,22 +78,25 @@ def register(
     ) -> None:
         ctx: Context = memo["context"]
         # kopf's body follows the watch, which may lag behind our own writes (or show kopf's
-        # finalizer patch before our status). The object as we last saw it is kept; when the
-        # body differs from it, something changed and the API itself is asked.
-        seen: dict[str, Any] | None = None
+        # finalizer patch before our status). The rollout is evaluated as the watch shows it,
+        # except while the watch has not yet caught up with our own last write: then as that
+        # write stored it. Either may be behind another writer; status writes are conditional
+        # on the version evaluated, so a stale one fails (409) and the API itself is read.
+        written: dict[str, Any] | None = None  # the object our last write stored
+        written_over: str | None = None  # the resourceVersion that write replaced
+        reread = False
         loop = asyncio.get_running_loop()
         due = loop.time()
         while not stopped:
             current = copy.deepcopy(dict(body))
             meta = current["metadata"]
             try:
-                if (
-                    seen is not None
-                    and meta.get("resourceVersion") != seen["metadata"]["resourceVersion"]
-                ):
+                if reread:
                     current = await asyncio.to_thread(
                         ctx.kube.get_rollout, meta["namespace"], meta["name"]
                     )
+                elif written is not None and meta.get("resourceVersion") == written_over:
+                    current = copy.deepcopy(written)
                 ctx.telemetry.observe(
                     "phasegate_evaluation_lag_seconds", max(0.0, loop.time() - due)
                 )
@@ -104,9 +107,13 @@ def register(
                 log.exception(
                     "evaluation failed; retrying", namespace=meta["namespace"], rollout=meta["name"]
                 )
+                reread = True
                 await stopped.wait(5)
                 continue
-            seen = tick.written if tick.written is not None else current
+            reread = tick.reread
+            if tick.written is not None:
+                written = tick.written
+                written_over = current["metadata"].get("resourceVersion")
             delay = tick.next_evaluation.total_seconds()
             due = loop.time() + delay
             if delay > 0:

@@ -1,7 +1,14 @@
-"""One evaluation of one rollout: observe, ask the engine, act, report.
+"""One evaluation of one rollout: observe, ask the engine, record the decision, act on it.
 
 Everything that touches the network is here, around the pure engine. Blocking clients
 (kubernetes, prometheus-api-client) run in threads, never on the event loop.
+
+The order of the writes is the crash-safety argument (docs/semantics.md, "Order of writes"):
+the decision goes into status first, written on the condition that the rollout is still the
+version it was computed from; only once it is stored does anything act on it (route, canary
+Deployment, Events, removal of the controls it consumed, notifications). A crash or a failed
+call anywhere after the status write leaves a status that asks for exactly what was decided,
+and the next evaluation finishes it; a failed status write acts on nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from phasegate.engine import (
     invalid,
     queries_needed,
 )
-from phasegate.kube import Forbidden, Kube, NotFound
+from phasegate.kube import Conflict, Forbidden, Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
 from phasegate.notify.delivery import Notifier
 from phasegate.notify.hook import hand_over, with_notifications
@@ -43,6 +50,10 @@ from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, Router, router_for
 
 log = structlog.get_logger("phasegate")
+
+# After a write that failed for a reason other than a conflict (a 5xx, a timeout), the
+# rollout is read and evaluated again this soon.
+RETRY_AFTER = timedelta(seconds=1)
 
 
 def _kopf_body(body: dict[str, Any]) -> kopf.Body:
@@ -148,6 +159,22 @@ class Tick:
     evaluation: Evaluation | None
     next_evaluation: timedelta
     written: dict[str, Any] | None  # the object as the API returned it after our last write
+    reread: bool = False  # the rollout as evaluated was not the API's latest: read it again
+
+
+async def _is_current(ctx: Context, body: dict[str, Any]) -> bool:
+    """Whether the API still holds the version of the rollout that was evaluated: checked
+    before acting on a decision that was not written this evaluation (a route put back after
+    a crash, a promotion step), since kopf's watch may lag behind another writer."""
+    meta = body["metadata"]
+    try:
+        latest = await asyncio.to_thread(ctx.kube.get_rollout, meta["namespace"], meta["name"])
+    except NotFound:
+        raise
+    except Exception as error:  # an API outage: act on nothing, read again
+        log.info("could not confirm the rollout is current", error=str(error))
+        return False
+    return bool(latest["metadata"].get("resourceVersion") == meta.get("resourceVersion"))
 
 
 async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None = None) -> Tick:
@@ -167,7 +194,11 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     spec, problems = validate_spec(body.get("spec"))
     if spec is None:
         evaluation = invalid(status, "; ".join(problems), now, generation=generation)
-        written = await _report(ctx, body, status, evaluation, {})
+        try:
+            written = await _record(ctx, body, status, evaluation)
+        except Conflict:
+            return Tick(evaluation, timedelta(0), None, reread=True)
+        _post_events(body, evaluation)
         return Tick(evaluation, evaluation.next_evaluation, written)
 
     controls, control_problems, control_keys, refused = _controls(meta.get("annotations") or {})
@@ -188,7 +219,10 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     requests = queries_needed(spec, status, namespace)
     measurements = await _measure(ctx, spec, namespace, requests)
     promotion_done = canary_scaled_down = False
-    if status.state is State.PROMOTING and spec.stable.deployment and spec.canary.deployment:
+    promoting = status.state is State.PROMOTING
+    if promoting and spec.stable.deployment and spec.canary.deployment:
+        if not await _is_current(ctx, body):  # promote on the decision as it stands
+            return Tick(None, timedelta(0), None, reread=True)
         try:
             promotion_done = await asyncio.to_thread(
                 workloads.promote,
@@ -221,7 +255,29 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     evaluation = with_notifications(ctx.notifier, spec, status, evaluation, meta, measurements, now)
     next_evaluation = evaluation.next_evaluation
 
-    if evaluation.weight is not None and router is not None and route_weight != evaluation.weight:
+    # 1. The decision is stored before anything acts on it.
+    try:
+        written = await _record(ctx, body, status, evaluation)
+    except Conflict:
+        bound.info("the rollout changed since it was read; evaluating it again")
+        return Tick(evaluation, timedelta(0), None, reread=True)
+    except NotFound:
+        raise
+    except Exception as error:  # a 5xx or a timeout: the write may or may not have landed
+        bound.warning("status write failed; nothing acted on, evaluating again", error=str(error))
+        return Tick(evaluation, RETRY_AFTER, None, reread=True)
+
+    route_change = (
+        evaluation.weight is not None and router is not None and route_weight != evaluation.weight
+    )
+    scale_down = evaluation.workload is WorkloadAction.SCALE_DOWN_CANARY and bool(
+        spec.canary.deployment
+    )
+    if (route_change or scale_down) and written is None and not await _is_current(ctx, body):
+        return Tick(evaluation, timedelta(0), None, reread=True)
+
+    # 2. The route, then the canary Deployment: what the stored decision asks for.
+    if route_change and router is not None and evaluation.weight is not None:
         if status.desired_weight == evaluation.weight and status.canary_weight == evaluation.weight:
             kopf.warn(
                 _kopf_body(body),
@@ -236,8 +292,8 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
             bound.warning("route write failed", error=str(error))
         except Exception as error:  # a conflict or a transient API error: the next tick retries
             bound.info("route write will be retried", error=str(error))
-            next_evaluation = min(next_evaluation, timedelta(seconds=1))
-    if evaluation.workload is WorkloadAction.SCALE_DOWN_CANARY and spec.canary.deployment:
+            next_evaluation = min(next_evaluation, RETRY_AFTER)
+    if scale_down and spec.canary.deployment:
         try:
             await asyncio.to_thread(
                 workloads.scale_down, ctx.kube, namespace, spec.canary.deployment
@@ -247,25 +303,39 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
             next_evaluation = timedelta(0)  # gone: nothing left to scale down
         except Exception as error:  # the engine asks again on the next tick
             bound.info("canary scale-down will be retried", error=str(error))
-            next_evaluation = min(next_evaluation, timedelta(seconds=1))
+            next_evaluation = min(next_evaluation, RETRY_AFTER)
 
+    # 3. Events, the consumed controls, notifications: each tells of a stored decision.
+    _post_events(body, evaluation)
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}
     # A refused control was reported (one Warning) above: removed now, never reported again.
     stale.update((key, None) for key in refused)
-    written = await _report(ctx, body, status, evaluation, stale)
+    if stale:
+        try:
+            written = await asyncio.to_thread(
+                ctx.kube.patch_rollout, namespace, name, {"metadata": {"annotations": stale}}
+            )
+        except NotFound:
+            raise
+        except Exception as error:  # handled ids are in status: removed on a later tick
+            bound.info("consumed controls will be removed later", error=str(error))
+            next_evaluation = min(next_evaluation, RETRY_AFTER)
     hand_over(ctx.notifier, evaluation, meta)
     return Tick(evaluation, next_evaluation, written)
 
 
-async def _report(
-    ctx: Context,
-    body: dict[str, Any],
-    before: RolloutStatus,
-    evaluation: Evaluation,
-    consumed_controls: dict[str, None],
+def _post_events(body: dict[str, Any], evaluation: Evaluation) -> None:
+    for event in evaluation.events:
+        kopf.event(_kopf_body(body), type=event.type, reason=event.reason, message=event.message)
+
+
+async def _record(
+    ctx: Context, body: dict[str, Any], before: RolloutStatus, evaluation: Evaluation
 ) -> dict[str, Any] | None:
-    """Write status only when it changed, then post events and drop consumed controls."""
+    """Write status when it changed, on the condition that the rollout is still the version
+    it was computed from (:class:`Conflict` otherwise); the object as stored, or None when
+    nothing needed writing."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     after = evaluation.status
@@ -278,7 +348,9 @@ async def _report(
     )
     if after != before:
         wire = after.model_dump(mode="json", by_alias=True)
-        written = await asyncio.to_thread(ctx.kube.patch_rollout_status, namespace, name, wire)
+        written = await asyncio.to_thread(
+            ctx.kube.patch_rollout_status, namespace, name, wire, meta.get("resourceVersion")
+        )
         ctx.telemetry.inc("phasegate_status_writes_total")
         if after.decision is not None and after.decision != before.decision:
             ctx.telemetry.inc("phasegate_decisions_total", action=after.decision.action.value)
@@ -292,13 +364,4 @@ async def _report(
                 state=after.state.value,
                 weight=after.desired_weight,
             )
-    for event in evaluation.events:
-        kopf.event(_kopf_body(body), type=event.type, reason=event.reason, message=event.message)
-    if consumed_controls:
-        written = await asyncio.to_thread(
-            ctx.kube.patch_rollout,
-            namespace,
-            name,
-            {"metadata": {"annotations": consumed_controls}},
-        )
     return written

@@ -28,7 +28,7 @@ class RunOptions:
     log_level: str = "INFO"
     log_format: str = "json"
     priority: int = 0
-    peering_lifetime: int = 60
+    peering_lifetime: int = 15
     hub: bool = False  # drive ProgressiveReleases across regions instead of rollouts here
 
 
