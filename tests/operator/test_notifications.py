@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from phasegate.notify.delivery import RECEIVER_LABELS, DeliverySettings, Notifie
 from phasegate.runtime.telemetry import Telemetry
 from support.engine import constant, healthy, minimal_spec, reference_spec
 from support.notify import (
+    ROLLOUT,
     HttpReceiver,
     MemoryReports,
     MemoryStore,
@@ -361,3 +363,53 @@ async def test_a_receiver_waiting_for_its_retry_does_not_hold_back_the_others(
         "PhaseStarted",
         "CheckpointPassed",
     ]
+
+
+class Stores:
+    """One :class:`MemoryStore` per rollout."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.by = {(o["metadata"]["namespace"], ROLLOUT.name): MemoryStore(o) for o in objects}
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.by[namespace, name].get(namespace, name)
+
+    async def update(self, namespace: str, name: str, change: Any) -> None:
+        await self.by[namespace, name].update(namespace, name, change)
+
+
+class ByNamespace:
+    def __init__(self, targets: dict[str, list[Target]]) -> None:
+        self.of = targets
+
+    async def targets(self, namespace: str, spec: RolloutSpec) -> list[Target]:
+        return self.of[namespace]
+
+
+async def test_a_stalled_receiver_takes_only_its_own_share_of_requests_in_flight(
+    receiver: HttpReceiver,
+) -> None:
+    stalled = HttpReceiver(hold=asyncio.Event())  # takes each request, answers when told
+    runner = await serve(stalled)
+    sim = NotifyingSim(with_receivers(minimal_spec(), HOOK), constant({"errors": 0.001}))
+    sim.run(in_phase("canary"))
+    namespaces = ["slow-0", "slow-1", "slow-2", "slow-3", "slow-4", "fine"]
+    objects = []
+    for namespace in namespaces:
+        obj = rollout_object(sim.spec, sim.status)
+        obj["metadata"]["namespace"] = namespace
+        objects.append(obj)
+    targets = {n: [Target(HOOK, "webhook", url=stalled.url)] for n in namespaces[:-1]}
+    targets["fine"] = [Target(HOOK, "webhook", url=receiver.url)]
+    settings = DeliverySettings(timeout=20.0, concurrency=4, per_receiver=2)
+    sender = Notifier(Stores(objects), ByNamespace(targets), Telemetry(), settings)
+    try:
+        for namespace in namespaces:
+            sender.wake(namespace, "cohort-analyzer")
+        await receiver.wait_for(1)  # within 10 s, while the stalled one holds its requests
+        assert len(stalled.got) == settings.per_receiver
+    finally:
+        assert stalled.hold is not None
+        stalled.hold.set()
+        await sender.close()
+        await runner.cleanup()

@@ -40,6 +40,7 @@ class HttpReceiver:
     got: list[Received] = field(default_factory=list)
     url: str = ""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    hold: asyncio.Event | None = None  # when given: every answer waits until it is set
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -48,6 +49,8 @@ class HttpReceiver:
         self.changed.set()
         if delay:
             await asyncio.sleep(delay)  # the request has arrived; the answer comes late
+        if self.hold is not None:
+            await self.hold.wait()
         return web.Response(status=status, text="ok" if status < 300 else "no")
 
     async def wait_for(self, count: int, within: float = 10.0) -> None:

@@ -90,7 +90,8 @@ class DeliverySettings:
     first_retry: float = 1.0  # seconds; doubled after each failure
     max_retry: float = 300.0
     max_attempts: int = 12
-    concurrency: int = 8  # requests in flight across all rollouts
+    concurrency: int = 32  # requests in flight across all rollouts
+    per_receiver: int = 2  # requests in flight to one URL: a stalled one takes no more
 
 
 @dataclass
@@ -128,6 +129,7 @@ class Notifier:
         self._woken: dict[RolloutKey, asyncio.Event] = {}  # ends a wait for a retry early
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._per_url: dict[str, asyncio.Semaphore] = {}
 
     def delivered(self, namespace: str, name: str) -> dict[str, frozenset[str]]:
         """What was delivered for the rollout that status may not show yet."""
@@ -316,9 +318,13 @@ class Notifier:
             )
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        per_url = self._per_url.setdefault(
+            target.url, asyncio.Semaphore(self.settings.per_receiver)
+        )
         started = time.perf_counter()
         try:
             async with (
+                per_url,
                 self._slots,
                 self._session.post(
                     target.url,

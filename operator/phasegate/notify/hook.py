@@ -22,7 +22,8 @@ def with_notifications(
     measurements: Mapping[str, Measurement],
     now: datetime,
 ) -> Evaluation:
-    """The evaluation with its notifications in the outbox; unchanged without receivers."""
+    """The evaluation with its notifications in the outbox; unchanged without receivers
+    and without report ConfigMaps."""
     config = spec.notifications
     if notifier is None or config is None or not (config.receivers or config.report_config_maps):
         return evaluation
