@@ -167,3 +167,32 @@ def test_the_demo_prints_the_release_report_as_the_cli_does() -> None:
     assert printed.startswith("# Release report: learning/cohort-analyzer")
     headings = [line for line in printed.splitlines() if line.startswith("## ")]
     assert [h.rsplit(": ", 1)[-1] for h in headings] == ["Passed", "Passed", "## Timeline"]
+
+
+def test_a_no_go_at_a_gate_is_sent_as_rejected_with_who_and_why() -> None:
+    from phasegate.engine import Control, ControlAction
+    from support.engine import healthy, reference_spec
+
+    spec = with_receivers(reference_spec(), HOOK)
+    sim = NotifyingSim(spec, healthy())
+    sim.run(sim.state_is(State.WAITING_FOR_APPROVAL))
+    sim.step(
+        [
+            Control(
+                "ramp-no",
+                ControlAction.REJECT,
+                by="bob",
+                phase="ramp",
+                group="finance",
+                reason="revenue dip in EU",
+            )
+        ]
+    )
+    (rejected,) = [p for p in payloads(sim) if p["event"] == "Rejected"]
+    assert "bob" in rejected["message"] and "finance" in rejected["message"]
+    assert "revenue dip in EU" in rejected["message"]
+    assert rejected["state"] == sim.status.state.value
+    assert rejected["nextSteps"] == [
+        "kubectl phasegate retry cohort-analyzer -n learning",
+        "kubectl phasegate abort cohort-analyzer -n learning",
+    ]
