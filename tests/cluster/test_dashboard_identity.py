@@ -49,11 +49,11 @@ subjects: [{kind: User, name: mallory, apiGroup: rbac.authorization.k8s.io}]
 """
 
 
-def dashboard(running: Stack, kubeconfig: Path, namespace: str) -> tuple[Process, str]:
+def dashboard(running: Stack, kubeconfig: Path, *scope: str) -> tuple[Process, str]:
     port = free_port()
     process = running.phasegate(
-        f"dashboard-{kubeconfig.stem}", "dashboard", "--kubeconfig", str(kubeconfig),
-        "-n", namespace, "--port", str(port),
+        f"dashboard-{kubeconfig.stem}-{port}", "dashboard", "--kubeconfig", str(kubeconfig),
+        *scope, "--port", str(port),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     process.wait_serving(url, 60)
@@ -87,7 +87,13 @@ def test_approvals_from_the_dashboard_carry_the_callers_identity_and_rights(
     path = f"/apis/phasegate.dev/v1alpha1/namespaces/{ns}/progressiverollouts/web"
     running = Stack(tmp_path)
     try:
-        _, as_mallory = dashboard(running, real_cluster.plane.user_kubeconfig("mallory"), ns)
+        mallory = real_cluster.plane.user_kubeconfig("mallory")
+        _, everywhere = dashboard(running, mallory, "-A")  # she may not list every namespace
+        with pytest.raises(urllib.error.HTTPError) as listing:
+            urllib.request.urlopen(f"{everywhere}api/rollouts", timeout=30)
+        assert listing.value.code == 403
+        assert "the API refused" in json.load(listing.value)["error"]
+        _, as_mallory = dashboard(running, mallory, "-n", ns)
         with urllib.request.urlopen(f"{as_mallory}api/rollouts", timeout=30) as answer:
             listed = json.load(answer)
         assert listed["user"] == "mallory" and [r["name"] for r in listed["rollouts"]] == ["web"]
@@ -95,7 +101,7 @@ def test_approvals_from_the_dashboard_carry_the_callers_identity_and_rights(
         assert code == 403 and "the API refused" in refused["error"], refused
         assert "mallory" in refused["error"]
 
-        _, as_alice = dashboard(running, real_cluster.plane.user_kubeconfig("alice"), ns)
+        _, as_alice = dashboard(running, real_cluster.plane.user_kubeconfig("alice"), "-n", ns)
         code, done = approve(as_alice, ns)
         assert code == 200, done
         annotations = admin.ok("GET", path)["metadata"]["annotations"]
