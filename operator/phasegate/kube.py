@@ -240,7 +240,7 @@ class Kube:
             "annotations": annotations,
             "ownerReferences": [owner],
         }
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        body: Any = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
         try:
             with translated():
                 self.core.create_namespaced_config_map(namespace, body)
