@@ -33,7 +33,7 @@ def start_dashboard(world: World, *extra: str) -> tuple[Process, str]:
         "-n", world.ns, "--port", str(port), "--refresh", "0.5", *extra,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
-    process.wait_serving(url, 30)
+    process.wait_serving(url, 90)
     return process, url
 
 
@@ -205,3 +205,42 @@ def test_a_write_without_the_pages_token_is_refused(world: World) -> None:
     assert "token" in json.loads(refused.value.read())["error"]
     annotations = world.rollout()["metadata"].get("annotations") or {}
     assert not [k for k in annotations if k.startswith("control.phasegate.dev/")]
+
+
+@LOCAL
+def test_a_person_rejects_a_gate_in_the_browser_and_the_release_holds(
+    world: World, tmp_path: Path
+) -> None:
+    world.start_operator()
+    _, url = start_dashboard(world, "--prometheus", world.stack.prometheus_url)
+    body = release()
+    body["spec"]["phases"][1]["approval"] = {"required": ["engineering"]}
+    world.apply(body)
+    with chromium(tmp_path) as page:
+        page.open(f"{url}#{world.ns}/web")
+        page.wait_for(
+            "document.querySelector('#detail-state')?.textContent === 'WaitingForApproval'",
+            60,
+            "the approval gate",
+        )
+        page.click('#approvals input[data-reason="engineering"]')
+        page.call("Input.insertText", text="error budget spent")  # typed, as by a keyboard
+        page.click('#approvals button.reject[data-group="engineering"]')
+        page.wait_for(
+            "document.querySelector('#control-result')?.textContent.includes('requested')",
+            10,
+            "the request acknowledged",
+        )
+        status = world.wait(lambda s: s.get("rejections"), 30, what="the rejection recorded")
+        (rejected,) = status["rejections"]
+        assert (rejected["phase"], rejected["group"], rejected["by"], rejected["reason"]) == (
+            "full", "engineering", whoami(world), "error budget spent"
+        )  # fmt: skip
+        page.wait_for(
+            "document.querySelector('#detail-state')?.textContent === 'Holding'", 30, "Holding"
+        )
+        assert "error budget spent" in page.text("#detail-message") + page.text("#d-status")
+        page.screenshot(artifact(tmp_path, "dashboard-rejected.png"))
+    status = world.status()
+    assert status["state"] == "Holding" and status["currentPhase"]["name"] == "canary"
+    assert world.canary_weight() <= 10  # a NO-GO never adds exposure

@@ -212,7 +212,7 @@ def test_every_series_is_scraped_and_every_grafana_panel_has_data(
         "dashboard", "dashboard", "--kubeconfig", str(world.stack.kubeconfig),
         "-n", world.ns, "--port", str(port), "--prometheus-override", prometheus,
     )  # fmt: skip
-    dashboard.wait_serving(f"http://127.0.0.1:{port}/", 30)
+    dashboard.wait_serving(f"http://127.0.0.1:{port}/", 90)
     detail = http_json(f"http://127.0.0.1:{port}/api/rollouts/{world.ns}/web", timeout=30)
     assert [a["alertname"] for a in detail["alerts"]] == ["CheckoutDown"]
     assert detail["alertsError"] is None

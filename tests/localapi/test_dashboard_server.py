@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from phasegate.api import controls
-from phasegate.dashboard import Dashboard, make_app
+from phasegate.dashboard.server import Dashboard, make_app
 from phasegate.demo.stack import free_port
 from phasegate.kube import Kube
 from phasegate.localapi import LocalAPI
@@ -40,6 +40,9 @@ async def client(kc: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Dashboar
     dashboard = Dashboard(kube=kube, user="ana", namespace="shop", prometheus=nowhere)
     async with TestClient(TestServer(make_app(dashboard), host="127.0.0.1")) as test:
         yield test, dashboard, kube
+
+
+APPROVE_FINANCE = {"action": "approve", "phase": "full", "group": "finance"}
 
 
 def controls_on(kube: Kube) -> dict[str, dict[str, Any]]:
@@ -79,11 +82,8 @@ async def test_approve_writes_the_clis_control_annotation_signed_by_the_caller(
     client: tuple[TestClient[Any, Any], Dashboard, Kube],
 ) -> None:
     test, dashboard, kube = client
-    answer = await test.post(
-        "/api/rollouts/shop/web/control",
-        json={"action": "approve", "phase": "full", "group": "finance"},
-        headers={"X-Phasegate-Token": dashboard.token},
-    )
+    sent = {"X-Phasegate-Token": dashboard.token}
+    answer = await test.post("/api/rollouts/shop/web/control", json=APPROVE_FINANCE, headers=sent)
     assert answer.status == 200, await answer.text()
     key = (await answer.json())["requested"]
     assert controls_on(kube) == {
@@ -124,9 +124,6 @@ async def test_a_write_naming_another_host_is_refused(
     client: tuple[TestClient[Any, Any], Dashboard, Kube],
 ) -> None:
     test, dashboard, kube = client
-    answer = await test.post(
-        "/api/rollouts/shop/web/control",
-        json={"action": "approve", "phase": "full", "group": "finance"},
-        headers={"X-Phasegate-Token": dashboard.token, "Host": "attacker.example:3100"},
-    )
+    sent = {"X-Phasegate-Token": dashboard.token, "Host": "attacker.example:3100"}
+    answer = await test.post("/api/rollouts/shop/web/control", json=APPROVE_FINANCE, headers=sent)
     assert answer.status == 403 and controls_on(kube) == {}

@@ -127,3 +127,17 @@ def test_the_charts_cover_the_phase_so_far_in_about_240_points() -> None:
     assert (start, end, step) == ((NOW - timedelta(hours=2)).timestamp(), NOW.timestamp(), 30)
     start, _, step = view.window(rollout(), NOW)  # not started: the last 5 minutes
     assert start == (NOW - timedelta(minutes=5)).timestamp() and step == 1
+
+
+def test_the_kubectl_plugin_does_not_load_the_dashboard_server_to_register_it() -> None:
+    """``kubectl phasegate get`` stays quick: no aiohttp, no scipy, until the dashboard runs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, phasegate.cli.kubectl; print(sorted({'aiohttp', 'scipy'} & set(sys.modules)))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from phasegate.dashboard.view import ALERTS
-from phasegate.kube import Kube
+from phasegate.dashboard.settings import ALERTS, PORT
+
+if TYPE_CHECKING:
+    from phasegate.kube import Kube
 
 SUMMARY = "a live web view of rollouts on 127.0.0.1, with approve and reject"
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="one namespace (default: the context's)")
     parser.add_argument("-A", "--all-namespaces", action="store_true")
     parser.add_argument(
-        "--port", type=int, default=3100, help="port on 127.0.0.1 (default 3100; 0: any free)"
+        "--port", type=int, default=PORT, help=f"port on 127.0.0.1 (default {PORT}; 0: any free)"
     )
     parser.add_argument(
         "--prometheus", help="Prometheus address for rollouts without spec.prometheus"

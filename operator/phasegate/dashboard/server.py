@@ -24,6 +24,7 @@ from aiohttp import web
 from phasegate import GROUP, PLURAL, VERSION
 from phasegate.api import controls
 from phasegate.dashboard import view
+from phasegate.dashboard.settings import ALERTS
 from phasegate.kube import Forbidden, Kube, NotFound, translated
 
 CHECKPOINTS_SHOWN = 30
@@ -41,7 +42,7 @@ class Dashboard:
     namespace: str | None = None  # None: all namespaces
     prometheus: str | None = None  # for rollouts without spec.prometheus
     prometheus_override: str | None = None  # for every rollout (e.g. a port-forward)
-    alerts_query: str = view.ALERTS
+    alerts_query: str = ALERTS
     refresh: float = 2.0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     timeout: float = 5.0

@@ -15,7 +15,6 @@ from phasegate.api.spec import Criterion, RolloutSpec
 from phasegate.api.validation import validate_spec
 from phasegate.engine.queries import requests_for, rules_of
 
-ALERTS = 'ALERTS{alertstate="firing",severity="critical"}'
 KINDS = {"successCriteria": "success", "rollbackTriggers": "rollback", "holdTriggers": "hold"}
 
 
