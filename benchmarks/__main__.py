@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from benchmarks import machine
 from phasegate.api import State
 from phasegate.engine import Control, ControlAction, Observations, evaluate, queries_needed
 from support.engine import Sim, healthy, reference_spec
@@ -105,6 +106,7 @@ def engine() -> None:
         "per CPU-second of one core (thread CPU time)"
     )
     print(f"  largest status         {figures['largest_status_bytes'] / 1024:.1f} KiB")
+    print(f"  {machine.describe()}")
 
 
 if __name__ == "__main__":

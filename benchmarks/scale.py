@@ -40,6 +40,7 @@ from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from benchmarks import machine
 from benchmarks.runtime import metric, rss_kib
 from phasegate.demo.stack import Process, stack
 from support.world import WeightRecorder, World, breach_start, release, route, start_world
@@ -226,9 +227,14 @@ def lags(
 
 
 def scrape(operator: Process) -> str:
+    """The operator's /metrics; empty when it does not answer within a minute (its event loop
+    is that far behind: the table then shows no figure of its own)."""
     url = f"http://127.0.0.1:{operator.ports['metrics']}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode())
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
 
 
 def observe(
@@ -363,6 +369,7 @@ class Figures:
     ready_after_s: float
     bad_rollout_s: float | None
     bad_delay_ms: int
+    machine: str  # how fast the machine ran Python during the run
 
 
 def run(count: int, seconds: float, delays: list[float], core: int | None) -> Figures:
@@ -400,7 +407,7 @@ def run(count: int, seconds: float, delays: list[float], core: int | None) -> Fi
         writes.stop()
         operator.stop()
         proxy.stop()
-        return Figures(windows, ready, bad, round(bad_delay * 1000))
+        return Figures(windows, ready, bad, round(bad_delay * 1000), machine.describe())
 
 
 def settings(argv: list[str]) -> tuple[int, float, list[float]]:
@@ -422,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Prometheus behind a delaying proxy; {seconds:g}s windows"
     )
     print(f"  all phases started {figures.ready_after_s:.0f}s after the operator started")
+    print(f"  {figures.machine}")
     print(
         "  delay | evals/s done / due | lag p50 / p99 (s) | operator's lag (mean) | peak RSS |"
         " status writes/s (events/s) | Prometheus req/s | stable query sent | operator CPU"
