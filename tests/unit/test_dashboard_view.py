@@ -63,6 +63,16 @@ def test_the_timeline_has_each_phase_its_checkpoints_and_the_time_left() -> None
     assert line["release"] == {"elapsed": 5.0, "remaining": 3.0 + 6.0}
 
 
+def test_a_phase_waiting_at_its_gate_shows_its_whole_duration_elapsed() -> None:
+    status = {
+        "state": "WaitingForApproval",
+        "currentPhase": {"name": "canary", "index": 0, "weight": 10, "startedAt": at(30)},
+    }
+    line = view.timeline(rollout(status), NOW)
+    assert line["phase"] == {"elapsed": 8.0, "duration": 8.0, "remaining": 0.0}
+    assert line["release"] == {"elapsed": 30.0, "remaining": 6.0}
+
+
 def test_an_ended_release_has_no_time_left() -> None:
     status = {"state": "Succeeded", "currentPhase": {"name": "full", "index": 1, "weight": 100}}
     line = view.timeline(rollout(status), NOW)

@@ -98,8 +98,10 @@ def timeline(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
                 ],
             }
         )
-    elapsed = phase_clock(current, now) if index is not None else 0.0
     duration = phases[index]["duration"] if index is not None and index < len(phases) else 0.0
+    elapsed = phase_clock(current, now) if index is not None else 0.0
+    if duration:  # past its end the phase waits at its gate: its clock shows the whole phase
+        elapsed = min(elapsed, duration)
     ended = state in ("Succeeded", "RolledBack")
     after = sum(p["duration"] for p in phases[(index if index is not None else -1) + 1 :])
     history = status.get("phaseHistory") or []
