@@ -302,7 +302,7 @@ def test_controls_to_regions_are_in_the_admission_policys_canonical_form() -> No
         r'^\{"action":"(promote|promoteFull|pause|resume|abort|retry)","by":"[^"\\\x00-\x1f]+"'
         r'(,"reason":"([^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u00[01][0-9a-fA-F])*")?\}$'
     )
-    body = {"action": "abort", "reason": "release hub/shop: rolled back — west \"RolledBack\""}
+    body = {"action": "abort", "reason": 'release hub/shop: rolled back — west "RolledBack"'}
     text = signed(body, "system:serviceaccount:phasegate-system:phasegate-hub")
     assert canonical.match(text), text
     assert json.loads(text)["by"] == "system:serviceaccount:phasegate-system:phasegate-hub"
