@@ -65,6 +65,8 @@ class Telemetry:
     )
     help: dict[str, str] = field(default_factory=dict)
     states: dict[tuple[str, str], State] = field(default_factory=dict)  # (namespace, rollout)
+    # each rollout's rule series, so that replacing them costs its own rules, not every series
+    rule_series: dict[tuple[str, str], list[tuple[str, Labels]]] = field(default_factory=dict)
 
     def describe(self, name: str, text: str) -> None:
         self.help[name] = text
@@ -99,10 +101,15 @@ class Telemetry:
         just measured (the series of rules no longer measured are dropped)."""
         from phasegate.report.history import judge_phase
 
-        self.states[(namespace, rollout)] = after.state
-        self._count_states()
-        for name in ROLLOUT_VALUE_SERIES:
-            self.forget(name, namespace=namespace, rollout=rollout)
+        self._state(namespace, rollout, after.state)
+        for name, key in self.rule_series.pop((namespace, rollout), []):
+            self.gauges[name].pop(key, None)
+        kept = self.rule_series[(namespace, rollout)] = []
+
+        def put(name: str, value: float, **labels: str) -> None:
+            self.set(name, value, **labels)
+            kept.append((name, _labels(labels)))
+
         phase = before.current_phase
         for rule_id, (rule, result) in judge_phase(spec, before, measurements, namespace).items():
             assert phase is not None  # judge_phase judges only a running phase
@@ -114,7 +121,7 @@ class Telemetry:
                 "metric": rule.metric,
             }
             if result.value is not None and not math.isnan(result.value):
-                self.set("phasegate_metric_value", result.value, **labels)
+                put("phasegate_metric_value", result.value, **labels)
             bounds = (
                 {"maxSpread": rule.consistency.max_spread}
                 if rule.consistency is not None
@@ -122,23 +129,32 @@ class Telemetry:
             )
             for bound, limit in bounds.items():
                 if limit is not None:
-                    self.set("phasegate_metric_threshold", limit, **labels, bound=bound)
+                    put("phasegate_metric_threshold", limit, **labels, bound=bound)
             # one series per rule: the verdict is a label, only the latest is kept
-            self.set("phasegate_rule_verdict", 1.0, **labels, verdict=result.verdict.value)
+            put("phasegate_rule_verdict", 1.0, **labels, verdict=result.verdict.value)
 
     def forget_rollout(self, namespace: str, rollout: str) -> None:
         """Drop every series of a deleted rollout: nothing of it stays in memory."""
-        self.states.pop((namespace, rollout), None)
-        self._count_states()
-        for name in list(self.gauges):
+        self._state(namespace, rollout, None)
+        self.rule_series.pop((namespace, rollout), None)
+        for name in list(self.gauges):  # a scan of every series: deletions are rare
             self.forget(name, namespace=namespace, rollout=rollout)
 
-    def _count_states(self) -> None:
-        counted = dict.fromkeys(State, 0)
-        for state in self.states.values():
-            counted[state] += 1
-        for state, count in counted.items():
-            self.set("phasegate_rollouts", float(count), state=state.value)
+    def _state(self, namespace: str, rollout: str, state: State | None) -> None:
+        """Move one rollout between the counts of ``phasegate_rollouts`` (None: gone)."""
+        if not self.gauges["phasegate_rollouts"]:
+            for each in State:
+                self.set("phasegate_rollouts", 0.0, state=each.value)
+        before = self.states.pop((namespace, rollout), None)
+        if state is not None:
+            self.states[(namespace, rollout)] = state
+        if before == state:
+            return
+        counts = self.gauges["phasegate_rollouts"]
+        for moved, step in ((before, -1.0), (state, 1.0)):
+            if moved is not None:
+                key = _labels({"state": moved.value})
+                counts[key] = counts.get(key, 0.0) + step
 
     def instrument(self, kube: Kube) -> Kube:
         """Time every call ``kube`` makes to the Kubernetes API, and count its errors."""
@@ -177,13 +193,6 @@ class Telemetry:
                 lines.append(f"{name}_sum{_render(key)} {h.total:g}")
                 lines.append(f"{name}_count{_render(key)} {h.n}")
         return "\n".join(lines) + "\n"
-
-
-ROLLOUT_VALUE_SERIES = (
-    "phasegate_metric_value",
-    "phasegate_metric_threshold",
-    "phasegate_rule_verdict",
-)
 
 
 def metrics_app(telemetry: Telemetry) -> web.Application:
