@@ -185,8 +185,16 @@ def test_a_person_watches_a_release_and_approves_its_gate_in_the_browser(
             loaded
         )
         shot = page.screenshot(artifact(tmp_path, "dashboard-succeeded.png"))
+        assert world.status()["state"] == "Succeeded"
+        # deleted: the page goes back to the list, which no longer has it
+        world.stack.kubectl("delete", "prollout", "web", "-n", world.ns, "--wait=true")
+        page.wait_for(
+            "location.hash === '' && document.getElementById('detail').hidden"
+            " && document.querySelector('#rollouts tbody').textContent === 'no rollouts'",
+            30,
+            "the list without the deleted rollout",
+        )
     assert shot.stat().st_size > 10_000
-    assert world.status()["state"] == "Succeeded"
 
 
 @LOCAL

@@ -233,8 +233,14 @@ async function refresh() {
     renderList(list);
     document.getElementById("list-error").hidden = true;
     const chosen = selected();
-    if (chosen) renderDetail(await api(`/api/rollouts/${encodeURIComponent(chosen.ns)}/${encodeURIComponent(chosen.name)}`), listUser);
-    else document.getElementById("detail").hidden = true;
+    const listed = chosen && list.rollouts.some((r) => r.namespace === chosen.ns && r.name === chosen.name);
+    if (chosen && !listed) {
+      location.hash = ""; // deleted, or not in this dashboard's namespaces: back to the list
+    } else if (chosen) {
+      renderDetail(await api(`/api/rollouts/${encodeURIComponent(chosen.ns)}/${encodeURIComponent(chosen.name)}`), listUser);
+    } else {
+      document.getElementById("detail").hidden = true;
+    }
     document.getElementById("live").className = "";
     document.body.dataset.updates = String(++updates);
   } catch (error) {
