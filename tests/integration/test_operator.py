@@ -381,4 +381,7 @@ def test_a_malformed_control_is_refused_once_and_removed(world: World) -> None:
     refused = [e for e in events if e["reason"] == "ControlRefused"]
     assert len(refused) == 1 and refused[0].get("count", 1) == 1, refused
     assert "unknown action 'aprove'" in refused[0]["message"] and refused[0]["type"] == "Warning"
-    assert world.status()["state"] == "Progressing", "the release goes on"
+    status = world.status()
+    assert status["state"] == "Progressing", "the release goes on"
+    accepted = next(c for c in status["conditions"] if c["type"] == "ControlsAccepted")
+    assert accepted["status"] == "False" and "unknown action 'aprove'" in accepted["message"]

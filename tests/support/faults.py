@@ -170,7 +170,10 @@ class FaultProxy:
             return _status(504, "Timeout", "injected: held past the client's timeout")
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in HOP_BY_HOP}
         async with self._session.request(
-            incoming.method, self.server + incoming.rel_url.raw_path_qs, headers=headers, data=raw
+            incoming.method,
+            self.server + incoming.rel_url.raw_path_qs,
+            headers=headers,
+            data=raw or None,  # no body, no Content-Type (the API refuses one on a GET)
         ) as answer:
             self.answered.append((request, answer.status))
             if fault == "kill":

@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 
 from phasegate.api import Action, CheckpointVerdict, State, Verdict
+from phasegate.api.status import RolloutStatus
 from phasegate.engine import (
     ControlAction,
+    Evaluation,
     Measurement,
     Observations,
     Outcome,
@@ -526,3 +528,28 @@ def test_a_sustained_breach_rolls_back_even_while_other_queries_fail() -> None:
     result = sim.step()
     assert sim.status.state is State.ROLLED_BACK and result.weight == 0
     assert sim.status.decision.evidence[0].rule == "successCriteria[1]"  # type: ignore[union-attr]
+
+
+def test_a_refused_control_is_reported_once_in_an_event_and_a_condition() -> None:
+    sim = good_sim()
+    observations = sim.observe()
+    refused = (("bad-1", "annotation control.phasegate.dev/bad-1: unknown action 'approv'"),)
+
+    def with_refusal(status: RolloutStatus) -> Evaluation:
+        seen = Observations(observations.measurements, sim.route, refused_controls=refused)
+        return evaluate(sim.spec, status, seen, sim.now)
+
+    first = with_refusal(sim.status)
+    again = with_refusal(first.status)  # the annotation not removed yet: seen again
+
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "ControlRefused")]
+    assert "unknown action 'approv'" in first.events[0].message
+    condition = next(c for c in first.status.conditions if c.type == "ControlsAccepted")
+    assert (condition.status, condition.reason) == ("False", "Refused")
+    assert "bad-1" in first.status.handled_controls
+    assert again.events == () and again.status == first.status, "reported once, then quiet"
+    sim.status = first.status
+    sim.control(ControlAction.PAUSE, by="alice")
+    condition = next(c for c in sim.status.conditions if c.type == "ControlsAccepted")
+    assert (condition.status, condition.reason) == ("True", "Applied")
+    assert "pause by alice applied" in condition.message

@@ -97,4 +97,6 @@ class Observations:
     promotion_done: bool = False  # the stable Deployment runs the canary's template, ready
     canary_scaled_down: bool = False  # the canary Deployment asks for 0 replicas (or is gone)
     controls: tuple[Control, ...] = ()
+    # Control annotations that cannot be understood: (their id, why), reported once each.
+    refused_controls: tuple[tuple[str, str], ...] = ()
     taken_at: datetime | None = None

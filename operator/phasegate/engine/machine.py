@@ -136,6 +136,7 @@ class _Machine:
     events: list[Event] = field(default_factory=list)
     workload: WorkloadAction | None = None
     results: dict[str, CriterionResult] = field(default_factory=dict)
+    control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
 
     # ---- the steps of one evaluation -------------------------------------------------
 
@@ -156,6 +157,12 @@ class _Machine:
             if control.id not in s.handled_controls:
                 self.control(control)
                 s.handled_controls = [*s.handled_controls, control.id][-HANDLED_CONTROLS:]
+                self.control_news = (True, f"{control.action.value} by {control.by} applied")
+        for control_id, why in self.obs.refused_controls:
+            if control_id not in s.handled_controls:  # reported once, then only removed
+                self.event("Warning", "ControlRefused", why)
+                s.handled_controls = [*s.handled_controls, control_id][-HANDLED_CONTROLS:]
+                self.control_news = (False, why)
         if self.obs.route_error:
             self.degrade(self.obs.route_error)
             return
@@ -743,7 +750,7 @@ class _Machine:
     def result(self, generation: int | None) -> Evaluation:
         s = self.s
         s.observed_generation = generation if generation is not None else s.observed_generation
-        _set_conditions(s, self.now, self.results)
+        _set_conditions(s, self.now, self.results, self.control_news)
         touch = s.state not in (State.DEGRADED, State.INVALID)
         return Evaluation(
             status=s,
@@ -763,7 +770,10 @@ GO_ON = (
 
 
 def _set_conditions(
-    s: RolloutStatus, now: datetime, results: dict[str, CriterionResult] | None = None
+    s: RolloutStatus,
+    now: datetime,
+    results: dict[str, CriterionResult] | None = None,
+    control_news: tuple[bool, str] | None = None,
 ) -> None:
     """Kubernetes-style conditions derived from the state; times move only on a flip."""
     moving = s.state in (State.PENDING, State.PROGRESSING, State.PROMOTING)
@@ -784,6 +794,16 @@ def _set_conditions(
             else ""
         )
         wanted.append(("Rejected", rejected, "Rejected" if rejected else "GoneOn", said))
+    # ControlsAccepted appears with the first refused control annotation: False naming it,
+    # True again once a later control is applied.
+    controls = previous.get("ControlsAccepted")
+    if control_news is not None and (controls is not None or not control_news[0]):
+        accepted, said = control_news
+        wanted.append(("ControlsAccepted", accepted, "Applied" if accepted else "Refused", said))
+    elif controls is not None:
+        wanted.append(
+            ("ControlsAccepted", controls.status == "True", controls.reason, controls.message)
+        )
     metrics = previous.get("MetricsAvailable")
     if results:
         errors = [r for r in results.values() if r.verdict is Verdict.ERROR]

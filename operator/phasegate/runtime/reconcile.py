@@ -130,8 +130,8 @@ async def _measure(
 
 def _controls(
     annotations: dict[str, str],
-) -> tuple[list[Control], list[str], dict[str, str], list[str]]:
-    """The controls requested, the problems of the refused ones, each request's annotation
+) -> tuple[list[Control], list[tuple[str, str]], dict[str, str], list[str]]:
+    """The controls requested, the refused ones' ids and problems, each request's annotation
     key by control id, and the refused annotations' keys."""
     requests, problems = control_annotations.parse(annotations)
     controls = [
@@ -151,7 +151,13 @@ def _controls(
         for key in annotations
         if key.startswith(control_annotations.PREFIX) and key not in keys.values()
     ]
-    return controls, problems, keys, refused
+    refusals = [
+        (key[len(control_annotations.PREFIX) :], problem)
+        for key in refused
+        for problem in problems
+        if problem.startswith(f"annotation {key}:")
+    ]
+    return controls, refusals, keys, refused
 
 
 @dataclass
@@ -201,9 +207,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         _post_events(body, evaluation)
         return Tick(evaluation, evaluation.next_evaluation, written)
 
-    controls, control_problems, control_keys, refused = _controls(meta.get("annotations") or {})
-    for problem in control_problems:
-        kopf.warn(_kopf_body(body), reason="ControlRefused", message=problem)
+    controls, refusals, control_keys, refused = _controls(meta.get("annotations") or {})
 
     router: Router | None = None
     route_weight: int | None = None
@@ -245,6 +249,7 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         promotion_done=promotion_done,
         canary_scaled_down=canary_scaled_down,
         controls=tuple(controls),
+        refused_controls=tuple(refusals),
         taken_at=now,
     )
     evaluation = evaluate(
@@ -309,7 +314,8 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
     _post_events(body, evaluation)
     handled = set(evaluation.status.handled_controls)
     stale = {key: None for cid, key in control_keys.items() if cid in handled}
-    # A refused control was reported (one Warning) above: removed now, never reported again.
+    # A refused control was reported (one Warning, the ControlsAccepted condition) and its
+    # id kept as handled: removed now, and never reported again if the removal fails.
     stale.update((key, None) for key in refused)
     if stale:
         try:
