@@ -553,3 +553,26 @@ def test_a_refused_control_is_reported_once_in_an_event_and_a_condition() -> Non
     condition = next(c for c in sim.status.conditions if c.type == "ControlsAccepted")
     assert (condition.status, condition.reason) == ("True", "Applied")
     assert "pause by alice applied" in condition.message
+
+
+def test_an_evaluation_more_than_an_interval_late_says_so_in_a_condition() -> None:
+    sim = good_sim()
+    observations = sim.observe()
+    interval = sim.spec.interval
+
+    def late(status: RolloutStatus, by: timedelta) -> RolloutStatus:
+        seen = Observations(observations.measurements, sim.route, late_by=by)
+        return evaluate(sim.spec, status, seen, sim.now).status
+
+    def timely(status: RolloutStatus) -> tuple[str, str] | None:
+        found = [c for c in status.conditions if c.type == "EvaluatedOnTime"]
+        return (found[0].status, found[0].reason) if found else None
+
+    assert timely(late(sim.status, interval / 4)) is None, "no condition until it is late"
+    behind = late(sim.status, interval * 3)
+    assert timely(behind) == ("False", "Late")
+    assert "falling behind" in next(
+        c.message for c in behind.conditions if c.type == "EvaluatedOnTime"
+    )
+    assert timely(late(behind, interval * 3 / 4)) == ("False", "Late"), "no flapping"
+    assert timely(late(behind, interval / 4)) == ("True", "OnTime")

@@ -99,4 +99,5 @@ class Observations:
     controls: tuple[Control, ...] = ()
     # Control annotations that cannot be understood: (their id, why), reported once each.
     refused_controls: tuple[tuple[str, str], ...] = ()
+    late_by: timedelta = timedelta(0)  # how long after it was due this evaluation started
     taken_at: datetime | None = None

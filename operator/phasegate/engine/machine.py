@@ -747,10 +747,20 @@ class _Machine:
             return max(timedelta(0), min(interval, due - cp.elapsed(self.now)))
         return interval
 
+    def timeliness(self) -> tuple[bool, str] | None:
+        """On time, or late by more than an interval; None in between (no flapping)."""
+        late, interval = self.obs.late_by, self.spec.interval
+        if late > interval:
+            return False, (
+                f"evaluated {format_duration(late)} after it was due (interval "
+                f"{format_duration(interval)}): the operator is falling behind"
+            )
+        return (True, "evaluated when due") if late <= interval / 2 else None
+
     def result(self, generation: int | None) -> Evaluation:
         s = self.s
         s.observed_generation = generation if generation is not None else s.observed_generation
-        _set_conditions(s, self.now, self.results, self.control_news)
+        _set_conditions(s, self.now, self.results, self.control_news, self.timeliness())
         touch = s.state not in (State.DEGRADED, State.INVALID)
         return Evaluation(
             status=s,
@@ -774,6 +784,7 @@ def _set_conditions(
     now: datetime,
     results: dict[str, CriterionResult] | None = None,
     control_news: tuple[bool, str] | None = None,
+    timeliness: tuple[bool, str] | None = None,
 ) -> None:
     """Kubernetes-style conditions derived from the state; times move only on a flip."""
     moving = s.state in (State.PENDING, State.PROGRESSING, State.PROMOTING)
@@ -804,6 +815,13 @@ def _set_conditions(
         wanted.append(
             ("ControlsAccepted", controls.status == "True", controls.reason, controls.message)
         )
+    # EvaluatedOnTime appears the first time an evaluation starts more than an interval late.
+    timely = previous.get("EvaluatedOnTime")
+    if timeliness is not None and (timely is not None or not timeliness[0]):
+        on_time, said = timeliness
+        wanted.append(("EvaluatedOnTime", on_time, "OnTime" if on_time else "Late", said))
+    elif timely is not None:
+        wanted.append(("EvaluatedOnTime", timely.status == "True", timely.reason, timely.message))
     metrics = previous.get("MetricsAvailable")
     if results:
         errors = [r for r in results.values() if r.verdict is Verdict.ERROR]

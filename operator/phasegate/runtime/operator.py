@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -86,7 +86,7 @@ def register(
         written_over: str | None = None  # the resourceVersion that write replaced
         reread = False
         loop = asyncio.get_running_loop()
-        due = loop.time()
+        due, period, late = loop.time(), 0.0, False
         while not stopped:
             current = copy.deepcopy(dict(body))
             meta = current["metadata"]
@@ -97,10 +97,25 @@ def register(
                     )
                 elif written is not None and meta.get("resourceVersion") == written_over:
                     current = copy.deepcopy(written)
-                ctx.telemetry.observe(
-                    "phasegate_evaluation_lag_seconds", max(0.0, loop.time() - due)
+                # Lag: from when the evaluation was due (the previous one's start plus the
+                # delay it asked for) to now. Every due time that passed counts as due.
+                started = loop.time()
+                lag = max(0.0, started - due)
+                ctx.telemetry.observe("phasegate_evaluation_lag_seconds", lag)
+                missed = int(lag // period) if period > 0 else 0
+                ctx.telemetry.inc("phasegate_evaluations_due_total", 1 + missed)
+                if missed and not late:
+                    log.warning(
+                        "evaluations falling behind",
+                        namespace=meta["namespace"],
+                        rollout=meta["name"],
+                        lag=round(lag, 3),
+                        interval=period,
+                    )
+                late = missed > 0
+                tick = await evaluate_once(
+                    ctx, current, datetime.now(UTC), late_by=timedelta(seconds=lag)
                 )
-                tick = await evaluate_once(ctx, current, datetime.now(UTC))
             except NotFound:
                 return  # deleted between the watch and us; the delete handler restores the route
             except Exception:  # a bug or an API outage must not end the daemon for ever
@@ -114,10 +129,10 @@ def register(
             if tick.written is not None:
                 written = tick.written
                 written_over = current["metadata"].get("resourceVersion")
-            delay = tick.next_evaluation.total_seconds()
-            due = loop.time() + delay
-            if delay > 0:
-                await stopped.wait(delay)
+            period = tick.next_evaluation.total_seconds()
+            due = started + period
+            if due > loop.time():
+                await stopped.wait(due - loop.time())
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route")
     async def restore_route(
@@ -137,6 +152,7 @@ def register(
         except RouteError as error:
             logger.info(f"route not restored: {error}")
         ctx.telemetry.forget_rollout(body["metadata"]["namespace"], body["metadata"]["name"])
+        ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def make_context(default_prometheus: str | None) -> Context:

@@ -14,6 +14,7 @@ and the next evaluation finishes it; a failed status write acts on nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from phasegate import workloads
 from phasegate.api import controls as control_annotations
 from phasegate.api.spec import RolloutSpec
-from phasegate.api.status import RolloutStatus, State
+from phasegate.api.status import PhaseRecord, RolloutStatus, State
 from phasegate.api.validation import validate_spec
 from phasegate.engine import (
     Control,
@@ -70,6 +71,16 @@ class Context:
     default_prometheus: str | None = None
     notifier: Notifier | None = None
     providers: dict[PrometheusSettings, Prometheus] = field(default_factory=dict)
+    # A phase's worst values seen since the rollout's last status write, by (namespace,
+    # name): the stored history they extend, and the history with them. They are written
+    # with the next status change (a phase always ends with one), never on their own.
+    unwritten_history: dict[tuple[str, str], tuple[list[PhaseRecord], list[PhaseRecord]]] = field(
+        default_factory=dict
+    )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is kept in memory for a deleted rollout."""
+        self.unwritten_history.pop((namespace, name), None)
 
     def prometheus(self, settings: PrometheusSettings) -> Prometheus:
         if settings not in self.providers:
@@ -160,6 +171,42 @@ def _controls(
     return controls, refusals, keys, refused
 
 
+def _history(
+    ctx: Context,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    evaluation: Evaluation,
+    measurements: dict[str, Measurement],
+    now: datetime,
+    namespace: str,
+    name: str,
+) -> Evaluation:
+    """The phase history brought up to date, from the worst values not yet written when
+    they extend what status holds (else from status alone: someone else wrote it)."""
+    unwritten = ctx.unwritten_history.get((namespace, name))
+    if unwritten is not None and unwritten[0] == status.phase_history:
+        kept = evaluation.status.model_copy(update={"phase_history": unwritten[1]})
+        evaluation = dataclasses.replace(evaluation, status=kept)
+    return record_history(spec, status, evaluation, measurements, now, namespace)
+
+
+def _quiet_history(
+    ctx: Context, before: RolloutStatus, evaluation: Evaluation, namespace: str, name: str
+) -> Evaluation:
+    """A new worst value alone is no reason to write status (a noisy metric sets one now and
+    then for as long as a phase runs): keep it in memory until something else is written."""
+    after, key = evaluation.status, (namespace, name)
+    if after.phase_history == before.phase_history:
+        ctx.unwritten_history.pop(key, None)
+        return evaluation
+    unchanged = after.model_copy(update={"phase_history": before.phase_history})
+    if unchanged != before:
+        ctx.unwritten_history.pop(key, None)  # written now, with the rest
+        return evaluation
+    ctx.unwritten_history[key] = (before.phase_history, after.phase_history)
+    return dataclasses.replace(evaluation, status=unchanged)
+
+
 @dataclass
 class Tick:
     evaluation: Evaluation | None
@@ -183,7 +230,12 @@ async def _is_current(ctx: Context, body: dict[str, Any]) -> bool:
     return bool(latest["metadata"].get("resourceVersion") == meta.get("resourceVersion"))
 
 
-async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None = None) -> Tick:
+async def evaluate_once(
+    ctx: Context,
+    body: dict[str, Any],
+    now: datetime | None = None,
+    late_by: timedelta = timedelta(0),
+) -> Tick:
     """Observe one rollout, decide with the engine, apply the decision, write what changed."""
     now = now or datetime.now(UTC)
     meta = body["metadata"]
@@ -250,14 +302,16 @@ async def evaluate_once(ctx: Context, body: dict[str, Any], now: datetime | None
         canary_scaled_down=canary_scaled_down,
         controls=tuple(controls),
         refused_controls=tuple(refusals),
+        late_by=late_by,
         taken_at=now,
     )
     evaluation = evaluate(
         spec, status, observations, now, namespace=namespace, generation=generation
     )
-    evaluation = record_history(spec, status, evaluation, measurements, now, namespace)
+    evaluation = _history(ctx, spec, status, evaluation, measurements, now, namespace, name)
     ctx.telemetry.record_evaluation(namespace, name, spec, status, evaluation.status, measurements)
     evaluation = with_notifications(ctx.notifier, spec, status, evaluation, meta, measurements, now)
+    evaluation = _quiet_history(ctx, status, evaluation, namespace, name)
     next_evaluation = evaluation.next_evaluation
 
     # 1. The decision is stored before anything acts on it.

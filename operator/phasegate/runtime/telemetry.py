@@ -209,6 +209,8 @@ def standard(telemetry: Telemetry) -> Telemetry:
         "phasegate_rollouts": "Rollouts by state.",
         "phasegate_decisions_total": "Decisions taken, by action.",
         "phasegate_evaluations_total": "Evaluations run.",
+        "phasegate_evaluations_due_total": "Evaluations that fell due (every due time that "
+        "passed counts once): behind when it grows faster than phasegate_evaluations_total.",
         "phasegate_status_writes_total": "Status writes (evaluations that changed what users see).",
         "phasegate_query_duration_seconds": "Prometheus query latency.",
         "phasegate_query_errors_total": "Queries that failed, by outcome.",
