@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +21,8 @@ from typing import Any
 import pytest
 
 from phasegate.api.controls import PREFIX
-from phasegate.demo.stack import Process
 from support.faults import FaultProxy, Request, Rule
-from support.world import WeightRecorder, World, release
+from support.world import WeightRecorder, World, evaluations, release
 
 LANDING = ("500", "409", "timeout", "landed-timeout", "kill")
 API_TIMEOUT = 3  # seconds; the operator's client gives up on a held request after this
@@ -115,21 +113,6 @@ def faulty_operator(world: World, proxy: FaultProxy) -> Iterator[list[int]]:
         stop.set()
         supervisor.join(timeout=30)
         world.stack.operator_kubeconfig = upstream
-
-
-def evaluations(process: Process) -> float:
-    """How many evaluations ``process`` has made, from its own /metrics."""
-    url = f"http://127.0.0.1:{process.ports['metrics']}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:  # not serving yet, or killed just now
-        return 0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("phasegate_evaluations_total")
-    )
 
 
 def settled(world: World, proxy: FaultProxy) -> None:

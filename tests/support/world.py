@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,3 +420,24 @@ def breach_start(
     ]
     above = [float(t) for t, v in values if float(v) > threshold]
     return next(t for t in above if all(float(v) > threshold for s, v in values if float(s) >= t))
+
+
+def operator_metrics(process: Process) -> list[str]:
+    """The sample lines of an operator's own /metrics; none while it does not answer (not
+    serving yet, or killed just now)."""
+    url = f"http://127.0.0.1:{process.ports['metrics']}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text: str = answer.read().decode()
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def evaluations(process: Process) -> float:
+    """How many evaluations ``process`` has made, as its own metrics count them."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in operator_metrics(process)
+        if line.startswith("phasegate_evaluations_total")
+    )

@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 from phasegate import __version__
+from phasegate.runtime.sharding import Shard
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -61,6 +69,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "reached through a kubeconfig Secret) instead of ProgressiveRollouts here",
     )
     run.add_argument("--standalone", action="store_true", help="no peering: a single replica")
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="own only shard I (from 0) of N: the rollouts whose crc32 of namespace/name mod N "
+        "is I; the default peering becomes phasegate-shard-I",
+    )
     run.add_argument(
         "--priority",
         type=int,
@@ -154,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                 namespaces=tuple(args.namespace),
                 peering=None
                 if args.standalone
-                else args.peering or ("phasegate-hub" if args.hub else "phasegate"),
+                else args.peering
+                or ("phasegate-hub" if args.hub else "phasegate")
+                + (f"-shard-{args.shard.index}" if args.shard else ""),
+                shard=args.shard,
                 hub=args.hub,
                 prometheus=args.prometheus,
                 health_port=args.health_port,

@@ -22,6 +22,7 @@ from phasegate import GROUP, PLURAL, VERSION
 from phasegate.api.validation import validate_spec
 from phasegate.kube import Kube, NotFound
 from phasegate.runtime.reconcile import Context, evaluate_once
+from phasegate.runtime.sharding import Shard
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteError, router_for
 
@@ -60,7 +61,11 @@ def register(
     peering: str | None,
     priority: int = 0,
     peering_lifetime: int = 15,
+    shard: Shard | None = None,
 ) -> None:
+    def owned(name: str | None, namespace: str | None, **_: Any) -> bool:
+        return shard is None or shard.owns(namespace, name)
+
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(
@@ -72,7 +77,15 @@ def register(
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)  # in-cluster, else $KUBECONFIG
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="evaluate", cancellation_timeout=5.0)
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="evaluate",
+        cancellation_timeout=5.0,
+        when=owned,
+    )
     async def evaluate_rollout(
         body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
     ) -> None:
@@ -134,7 +147,7 @@ def register(
             if due > loop.time():
                 await stopped.wait(due - loop.time())
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route")
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route", when=owned)
     async def restore_route(
         body: kopf.Body,
         memo: kopf.Memo,

@@ -13,6 +13,7 @@ from phasegate.runtime import logs
 from phasegate.runtime.health import Readiness, health_app
 from phasegate.runtime.operator import configure_kopf, make_context, register
 from phasegate.runtime.peering import await_peerings, peerings
+from phasegate.runtime.sharding import Shard
 from phasegate.runtime.telemetry import metrics_app
 
 log = structlog.get_logger("phasegate")
@@ -30,6 +31,7 @@ class RunOptions:
     priority: int = 0
     peering_lifetime: int = 15
     hub: bool = False  # drive ProgressiveReleases across regions instead of rollouts here
+    shard: Shard | None = None  # own only this shard's rollouts
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
@@ -63,6 +65,7 @@ async def run(options: RunOptions) -> None:
             peering=options.peering,
             priority=options.priority,
             peering_lifetime=options.peering_lifetime,
+            shard=options.shard,
         )
     readiness = Readiness({"kopf": "kopf is starting"})
     runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
@@ -75,6 +78,7 @@ async def run(options: RunOptions) -> None:
         namespaces=list(options.namespaces) or "all",
         peering=options.peering,
         priority=options.priority,
+        shard=str(options.shard) if options.shard else None,
         health=f":{options.health_port}/healthz",
         readiness=f":{options.health_port}/readyz",
         metrics=f":{options.metrics_port}/metrics",
