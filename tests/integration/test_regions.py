@@ -120,14 +120,31 @@ def test_a_healthy_release_goes_through_every_wave_in_order(fleet: Fleet) -> Non
         "NAME", "REVISION", "WAVE", "WAVES", "REGIONS", "STATE"
     ]  # fmt: skip
     assert "3/3" in listed and "Succeeded" in listed
+    # A new revision: a new release, in order. East takes v3 first; the others keep v2.
+    fleet.apply(fleet.release("v3", WAVES))
+    fleet.wait(lambda s: s.get("revision") == "v3" and s.get("currentWave") == "wave-1"
+               and s["regions"][0].get("revision") == "v3", 60, "east on v3")  # fmt: skip
+    assert fleet.regions["west"].rollout()["spec"]["revision"] == "v2"
+    assert fleet.regions["eu"].rollout()["spec"]["revision"] == "v2"
+    status = fleet.wait(lambda s: s.get("state") == "Succeeded" and s.get("revision") == "v3",
+                        150, "v3 Succeeded")  # fmt: skip
+    assert finished(east) <= _time(west.rollout()["status"]["phaseHistory"][0]["startedAt"])
+    for name in NAMES:
+        assert fleet.regions[name].rollout()["status"]["revision"] == "v3"
 
 
 @pytest.mark.integration
 def test_a_rollback_in_the_second_wave_halts_the_rest(fleet: Fleet) -> None:
     fleet.regions["west"].stack.configure_service("web-canary", error_rate=0.5)
+    # The third region's kubeconfig Secret is missing: a condition says so; the first two
+    # waves go on.
+    fleet.hub.kubectl("delete", "secret", "region-eu", "-n", fleet.releases)
     fleet.apply(fleet.release("v2", WAVES))
     fleet.start_hub_operator()
     status = fleet.wait(lambda s: s.get("state") == "Halted", 150, "Halted")
+    credentials = next(c for c in status["conditions"] if c["type"] == "RegionCredentials")
+    assert (credentials["status"], credentials["reason"]) == ("False", "SecretNotFound")
+    assert credentials["message"].startswith(f"eu: Secret {fleet.releases}/region-eu not found")
     assert status["failedRegion"] == "west" and "west RolledBack" in status["message"]
     assert fleet.regions["west"].canary_weight() == 0
     assert fleet.regions["west"].rollout()["status"]["state"] == "RolledBack"
