@@ -67,6 +67,8 @@ def gated_release() -> dict[str, Any]:
             ' / sum by (segment) (rate(http_requests_total{service="{{service}}"}[5s]))',
         },
     ]
+    # the first checkpoint at 6s: the 5s rate windows of the new criteria full by then
+    spec["phases"][0].update(duration="10s", checkpoints=["6s", "8s", "10s"])
     spec["phases"][0]["successCriteria"] += [
         {"metric": "revenue", "compare": "stable", "min": -0.03, "max": 0.03},
         {"metric": "conversion", "consistency": {"by": "segment", "maxSpread": 0.05}},
@@ -138,7 +140,11 @@ def test_a_person_watches_a_release_and_approves_its_gate_in_the_browser(
             )
             == "max"
         )
-        assert "no critical alert firing" in page.text("#alerts")
+        page.wait_for(  # a refresh whose alerts query timed out says so; the next one answers
+            "document.querySelector('#alerts')?.textContent.includes('no critical alert firing')",
+            30,
+            "no critical alert",
+        )
         page.screenshot(artifact(tmp_path, "dashboard-canary.png"))
 
         # the gate: the page shows who must approve, with buttons

@@ -8,6 +8,7 @@ is drawn (real mouse events at its coordinates), take a screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -133,6 +134,10 @@ def chromium(workdir: Path, width: int = 1400, height: int = 1800) -> Iterator[P
         page.call("Runtime.enable")
         try:
             yield page
+        except BaseException:  # what the page showed when the test failed, beside its log
+            with contextlib.suppress(Exception):
+                page.screenshot(workdir / "browser-at-failure.png")
+            raise
         finally:
             page.ws.close()
     finally:
