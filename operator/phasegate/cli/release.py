@@ -153,14 +153,4 @@ def _group(release: dict[str, Any], wave: str, group: str | None) -> str:
     required: list[str] = (waves[names.index(wave)].get("approval") or {}).get("required") or []
     if not required:
         raise controls.ControlError(f"wave {wave!r} needs no approval")
-    if group is None and len(required) == 1:
-        return required[0]
-    if group is None:
-        raise controls.ControlError(
-            f"{wave} needs approvals from {', '.join(required)}: say which with --group"
-        )
-    if group not in required:
-        raise controls.ControlError(
-            f"{group!r} is not an approver of {wave}; its groups: {', '.join(required)}"
-        )
-    return group
+    return controls.choose_group(wave, required, group)
