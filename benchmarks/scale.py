@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from benchmarks import machine
 from benchmarks.runtime import metric, rss_kib
-from phasegate.demo.stack import Process, stack
+from phasegate.demo.stack import Process, Stack, free_ports, stack, wait_until
 from support.world import WeightRecorder, World, breach_start, release, route, start_world
 
 INTERVAL = 10.0
@@ -337,6 +337,27 @@ def create(world: World, count: int) -> list[str]:
     return canaries
 
 
+def start_operator(running: Stack, prometheus: str) -> Process:
+    """The operator, given minutes to start serving: on a loaded machine importing it alone
+    can take longer than the stack's usual wait."""
+    health, metrics = free_ports(2)
+    process = running.phasegate(
+        "operator",
+        "run",
+        "--all-namespaces",
+        "--health-port",
+        str(health),
+        "--metrics-port",
+        str(metrics),
+        "--standalone",
+        "--prometheus",
+        prometheus,
+    )
+    process.wait_serving(f"http://127.0.0.1:{health}/healthz", 300)
+    process.ports.update(health=health, metrics=metrics)
+    return process
+
+
 def started(world: World) -> int:
     listing = world.kube.ok(
         "GET", f"/apis/phasegate.dev/v1alpha1/namespaces/{world.ns}/progressiverollouts"
@@ -355,6 +376,8 @@ def bad_rollout(world: World, proxy: DelayingProxy) -> float:
     running.configure_service("web-canary", error_rate=0.3)
     try:
         world.wait(lambda s: s.get("state") == "RolledBack", timeout=ROLLBACK_WAIT)
+        # The decision is stored before the route is changed: wait for the route itself.
+        wait_until(lambda: any(w == 0 for _, w in recorder.samples), 60, "the route at canary 0")
     finally:
         recorder.stop()
     zero = recorder.first(0)
@@ -378,7 +401,7 @@ def run(count: int, seconds: float, delays: list[float], core: int | None) -> Fi
         proxy = DelayingProxy(running.prometheus_url)
         proxy.start()
         canaries = create(world, count)
-        operator = running.start_operator("operator", "--standalone", "--prometheus", proxy.url)
+        operator = start_operator(running, proxy.url)
         if core is not None:
             os.sched_setaffinity(operator.popen.pid, {core})
         began = time.monotonic()
@@ -402,7 +425,7 @@ def run(count: int, seconds: float, delays: list[float], core: int | None) -> Fi
         time.sleep(INTERVAL)
         try:
             bad: float | None = bad_rollout(world, proxy)
-        except AssertionError:
+        except (AssertionError, TimeoutError):
             bad = None
         writes.stop()
         operator.stop()
