@@ -22,6 +22,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaced": {"rbac": {"namespaced": True}, "watchNamespaces": ["shop", "pay"]},
     "single namespace": {"rbac": {"namespaced": True}},
     "watch a list, cluster role": {"watchNamespaces": ["shop"]},
+    "three shards": {"shards": 3},
     "secrets, monitor, one replica": {
         "rbac": {"secretNames": ["prometheus-auth"]},
         "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
@@ -182,6 +183,24 @@ def test_two_replicas_with_peering_and_a_disruption_budget_by_default() -> None:
     assert of_kind(docs, "ClusterKopfPeering")[0]["metadata"]["name"] == "phasegate"
     assert of_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
     assert of_kind(render(VALUE_SETS["secrets, monitor, one replica"]), "PodDisruptionBudget") == []
+
+
+def test_shards_get_a_deployment_a_peering_and_a_budget_each() -> None:
+    docs = render({"shards": 3})
+    deployments = of_kind(docs, "Deployment")
+    flags = [
+        sorted(a for a in d["spec"]["template"]["spec"]["containers"][0]["args"] if "shard" in a)
+        for d in deployments
+    ]
+    assert flags == [[f"--peering=phasegate-shard-{i}", f"--shard={i}/3"] for i in range(3)]
+    peerings = {p["metadata"]["name"] for p in of_kind(docs, "ClusterKopfPeering")}
+    assert peerings == {f"phasegate-shard-{i}" for i in range(3)}
+    for i, (deployment, budget) in enumerate(
+        zip(deployments, of_kind(docs, "PodDisruptionBudget"), strict=True)
+    ):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["phasegate.dev/shard"] == str(i) and deployment["spec"]["replicas"] == 2
+        assert budget["spec"]["selector"]["matchLabels"] == selector
 
 
 def test_the_service_monitor_is_optional() -> None:

@@ -94,3 +94,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get]
 {{- end }}
 {{- end -}}
+
+{{/* The peering of each shard (one peering when not sharded), comma-separated. */}}
+{{- define "phasegate.peerings" -}}
+{{- $shards := int .Values.shards -}}
+{{- if gt $shards 1 -}}
+{{- $names := list -}}
+{{- range $i := until $shards -}}
+{{- $names = append $names (printf "%s-shard-%d" $.Values.peering.name $i) -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- else -}}
+{{- .Values.peering.name -}}
+{{- end -}}
+{{- end -}}
