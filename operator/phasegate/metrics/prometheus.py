@@ -5,8 +5,8 @@ where one was expected, a query Prometheus rejected (400/422, with its message: 
 misconfigured), or Prometheus unavailable (unreachable, timeout, 5xx).
 
 Throughput does not depend on a thread pool: at most ``max_in_flight`` requests are open to
-one Prometheus at a time and the others wait their turn (backpressure; a query that waits
-longer than the timeout for a turn is reported unavailable). Identical queries evaluated at
+one Prometheus at a time and the others wait their turn (backpressure: the wait shows as
+evaluation lag, never as a failed query). Identical queries evaluated at
 the same instant, rounded down to ``coalesce_window`` (e.g. the stable side many rollouts
 share), are sent once: later askers join the request in flight or take its answer.
 """
@@ -52,7 +52,6 @@ class _Flight:
     in_flight: dict[tuple[Any, ...], asyncio.Task[Measurement]] = field(default_factory=dict)
     answered: dict[tuple[Any, ...], Measurement] = field(default_factory=dict)
     bucket: float = 0.0  # the instant ``answered`` holds answers for
-    waiting: int = 0
 
 
 class Prometheus:
@@ -157,18 +156,10 @@ class Prometheus:
         else:
             path = "/api/v1/query"
             params = {"query": request.query, "time": f"{instant:.3f}"}
-        flight.waiting += 1
-        try:
-            async with asyncio.timeout(s.timeout):
-                await flight.turns.acquire()
-        except TimeoutError:
-            return self._unavailable(
-                request,
-                f"{s.address} busy: no turn within {s.timeout:g}s ({flight.waiting} queries "
-                f"waiting, at most {s.max_in_flight} in flight)",
-            )
-        finally:
-            flight.waiting -= 1
+        # No time limit on the wait: each rollout has at most one evaluation in flight, so the
+        # queue is bounded by the rollouts, and a wait is the operator's lag (which its lag
+        # metric shows), not Prometheus failing; the timeout counts from the request's start.
+        await flight.turns.acquire()
         try:
             self.sent += 1
             return await _classify(
@@ -176,9 +167,6 @@ class Prometheus:
             )
         finally:
             flight.turns.release()
-
-    def _unavailable(self, request: QueryRequest, message: str) -> Measurement:
-        return Measurement(request.query, Outcome.UNAVAILABLE, message=message)
 
 
 def _authorization(settings: PrometheusSettings) -> dict[str, str]:
