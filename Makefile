@@ -9,7 +9,7 @@ SCENARIO ?= healthy
 KUBE ?= local
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install lint format test unit integration crds manifests bench demo prometheus \
+.PHONY: help install lint format test unit integration crds manifests bench demo prometheus chromium \
         cluster-build cluster-up cluster-down image kind-up e2e-kind kind-down clean
 
 help: ## list the targets
@@ -38,13 +38,16 @@ format: install ## apply ruff's fixes and formatting
 prometheus: ## install Debian's prometheus when it is missing (needs root)
 	@command -v prometheus >/dev/null || scripts/install-prometheus
 
-test: lint prometheus cluster-build ## lint, then the whole test suite (local API and a real control plane)
+chromium: ## install Debian's chromium when it is missing (the dashboard's browser tests; needs root)
+	@command -v chromium >/dev/null || scripts/install-chromium
+
+test: lint prometheus chromium cluster-build ## lint, then the whole test suite (local API and a real control plane)
 	$(BIN)/pytest -q
 
 unit: install ## the fast tests only (no Prometheus, no operator processes)
 	$(BIN)/pytest -q -m "not integration"
 
-integration: install prometheus cluster-build ## the end-to-end scenarios on real processes
+integration: install prometheus chromium cluster-build ## the end-to-end scenarios on real processes
 	$(BIN)/pytest -q -m integration
 
 crds: install ## regenerate crds/ (and the chart's copy) from the models
@@ -55,7 +58,7 @@ manifests: install ## regenerate manifests/install/ from the chart's defaults
 	$(BIN)/python scripts/render_install.py
 	$(BIN)/python scripts/render_argocd.py
 
-bench: install prometheus ## benchmarks: engine, local API, operator, install footprint (figures printed)
+bench: install prometheus chromium ## benchmarks: engine, local API, operator, install footprint (figures printed)
 	$(BIN)/python -m benchmarks
 
 demo: install prometheus ## the reference release on the local stack (SCENARIO=healthy|bad-canary; KUBE=real: on `make cluster-up`'s control plane)
