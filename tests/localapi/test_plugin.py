@@ -94,7 +94,7 @@ def test_report_shows_values_against_thresholds(kc: Path) -> None:
 
 
 # The local API authenticates nobody and serves no SelfSubjectReview: the CLI signs with the
-# kubeconfig's user and says so. (On kube-apiserver: tests/cluster/test_approvals.py.)
+# kubeconfig's user and says so. (On kube-apiserver: tests/cluster/test_admitted_approvals.py.)
 LOCAL_USER = "phasegate-local"
 
 
