@@ -101,7 +101,10 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
     recorder = WeightRecorder(world)
     broken_at = time.time()
     world.stack.configure_service("web-canary", error_rate=0.2)
-    status = world.wait(lambda s: s.get("state") == "RolledBack", timeout=30)
+    # The decision is stored first, then the route set; canaryWeight is the route read back.
+    status = world.wait(
+        lambda s: s.get("state") == "RolledBack" and s.get("canaryWeight") == 0, timeout=30
+    )
     zero_at = recorder.first(0)
     recorder.stop()
 

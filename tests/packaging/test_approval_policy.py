@@ -1,7 +1,8 @@
 """The chart's approval policy as rendered: off by default, its values mapped into CEL, and
 the canonical form it admits the very one phasegate.api.controls writes.
 
-What the API server does with it is proven on kube-apiserver: tests/cluster/test_admitted_approvals.py.
+What the API server does with it is proven on kube-apiserver:
+tests/cluster/test_admitted_approvals.py.
 """
 
 from __future__ import annotations
