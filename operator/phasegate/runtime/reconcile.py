@@ -1,7 +1,8 @@
 """One evaluation of one rollout: observe, ask the engine, record the decision, act on it.
 
-Everything that touches the network is here, around the pure engine. Blocking clients
-(kubernetes, prometheus-api-client) run in threads, never on the event loop.
+Everything that touches the network is here, around the pure engine. Prometheus is asked on
+the event loop (aiohttp, bounded per Prometheus, identical queries sent once); the blocking
+Kubernetes client runs in threads, never on the event loop.
 
 The order of the writes is the crash-safety argument (docs/semantics.md, "Order of writes"):
 the decision goes into status first, written on the condition that the rollout is still the
