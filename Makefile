@@ -9,7 +9,7 @@ SCENARIO ?= healthy
 KUBE ?= local
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install lint format test unit integration crds manifests bench demo prometheus chromium \
+.PHONY: help install lint format test test-all unit integration crds manifests bench demo prometheus chromium \
         cluster-build cluster-up cluster-down image kind-up e2e-kind kind-down clean
 
 help: ## list the targets
@@ -41,7 +41,10 @@ prometheus: ## install Debian's prometheus when it is missing (needs root)
 chromium: ## install Debian's chromium when it is missing (the dashboard's browser tests; needs root)
 	@command -v chromium >/dev/null || scripts/install-chromium
 
-test: lint prometheus chromium cluster-build ## lint, then the whole test suite (local API and a real control plane)
+test: lint prometheus chromium cluster-build ## lint, then the test suite (local API and a real control plane) but the slow repetitions
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: lint prometheus chromium cluster-build ## make test and the slow repetitions on the real control plane (regions, more fault scenarios)
 	$(BIN)/pytest -q
 
 unit: install ## the fast tests only (no Prometheus, no operator processes)

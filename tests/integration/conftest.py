@@ -21,10 +21,24 @@ from support.world import Cluster, World, start_world
 BACKENDS = ["local", pytest.param("real", marks=pytest.mark.cluster)]
 
 
+# Scenarios whose [real] run repeats on kube-apiserver what their [local] run and the other
+# [real] scenarios prove: `make test-all` runs them, `make test` (CI) does not, to stay well
+# inside CI's time (each starts its own operators; the regions' start three control planes).
+SLOW_ON_REAL = (
+    "test_a_promotion_survives_faults_at_every_workload_write",
+    "test_two_operators_without_peering_lose_no_decision_and_apply_none_twice",
+    "test_a_rollback_in_the_second_wave_halts_the_rest",
+    "test_a_region_cut_off_mid_wave_holds_the_release_until_it_answers",
+    "test_the_hub_killed_mid_wave_resumes_without_repeating_a_wave",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if item.name.endswith("[real]") and item.name.split("[")[0] in SLOW_ON_REAL:
+            item.add_marker(pytest.mark.slow)
 
 
 @contextmanager
