@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from benchmarks import machine
 from benchmarks.runtime import metric, rss_kib
-from phasegate.demo.stack import Process, Stack, free_ports, stack, wait_until
+from phasegate.demo.stack import Process, Stack, stack, wait_until
 from support.world import WeightRecorder, World, breach_start, release, route, start_world
 
 INTERVAL = 10.0
@@ -340,22 +340,7 @@ def create(world: World, count: int) -> list[str]:
 def start_operator(running: Stack, prometheus: str) -> Process:
     """The operator, given minutes to start serving: on a loaded machine importing it alone
     can take longer than the stack's usual wait."""
-    health, metrics = free_ports(2)
-    process = running.phasegate(
-        "operator",
-        "run",
-        "--all-namespaces",
-        "--health-port",
-        str(health),
-        "--metrics-port",
-        str(metrics),
-        "--standalone",
-        "--prometheus",
-        prometheus,
-    )
-    process.wait_serving(f"http://127.0.0.1:{health}/healthz", 300)
-    process.ports.update(health=health, metrics=metrics)
-    return process
+    return running.start_operator("operator", "--standalone", "--prometheus", prometheus, wait=300)
 
 
 def started(world: World) -> int:

@@ -301,7 +301,8 @@ class Stack:
             *backends,
         )
 
-    def start_operator(self, name: str = "operator", *extra: str) -> Process:
+    def start_operator(self, name: str = "operator", *extra: str, wait: float = 90) -> Process:
+        """``phasegate run`` on the stack, once it serves /healthz (within ``wait`` seconds)."""
         health, metrics = free_ports(2)
         process = self.phasegate(
             name,
@@ -314,7 +315,7 @@ class Stack:
             *extra,
             kubeconfig=self.operator_kubeconfig,
         )
-        process.wait_serving(f"http://127.0.0.1:{health}/healthz", 90)
+        process.wait_serving(f"http://127.0.0.1:{health}/healthz", wait)
         process.ports.update(health=health, metrics=metrics)
         return process
 
