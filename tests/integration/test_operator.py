@@ -37,7 +37,7 @@ def test_healthy_release_goes_canary_ramp_rollout_to_succeeded(world: World) -> 
     )
     rollout["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "web"
     recorder = WeightRecorder(world, "web")
-    world.start_operator()
+    operator = world.start_operator()
     world.apply(rollout)
     for gate in ("ramp", "rollout"):
         world.wait(
@@ -70,6 +70,9 @@ def test_healthy_release_goes_canary_ramp_rollout_to_succeeded(world: World) -> 
         not k.startswith("control.phasegate.dev/")
         for k in world.rollout("shop")["metadata"].get("annotations", {})
     )
+    operator.stop(timeout=30)  # SIGTERM: a clean stop closes what it opened
+    assert operator.popen.returncode == 0, operator.log_tail()
+    assert "Unclosed" not in operator.log.read_text(), operator.log_tail()
 
 
 def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_interval(

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from phasegate.cli.main import _build_parser
 from phasegate.localapi import LocalAPI
 from support.kube import ROOT, kubectl, render_script
 
@@ -203,6 +204,15 @@ def test_shards_get_a_deployment_a_peering_and_a_budget_each() -> None:
         assert budget["spec"]["selector"]["matchLabels"] == selector
 
 
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_operator_accepts_the_arguments_the_chart_gives_it(values: dict[str, Any]) -> None:
+    for deployment in of_kind(render(values), "Deployment"):
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        parsed = _build_parser().parse_args(args)  # exits (SystemExit) on an unknown argument
+        assert parsed.command == "run"
+        assert (parsed.prometheus_max_in_flight, parsed.prometheus_coalesce_window) == (64, 0.5)
+
+
 def test_the_service_monitor_is_optional() -> None:
     assert of_kind(render({}), "ServiceMonitor") == []
     monitor = of_kind(render(VALUE_SETS["secrets, monitor, one replica"]), "ServiceMonitor")[0]
@@ -216,6 +226,8 @@ def test_the_service_monitor_is_optional() -> None:
         ({"replicas": 0}, "/replicas"),
         ({"logging": {"level": "LOUD"}}, "/logging/level"),
         ({"prometheus": {"address": "prometheus:9090"}}, "/prometheus/address"),
+        ({"prometheus": {"maxInFlight": 0}}, "/prometheus/maxInFlight"),
+        ({"prometheus": {"coalesceWindow": -1}}, "/prometheus/coalesceWindow"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
         ({"replica": 2}, "replica"),
         ({"rbac": {"trafficProviders": ["linkerd"]}}, "/rbac/trafficProviders/0"),

@@ -1,10 +1,12 @@
-"""``phasegate``: validate manifests, generate the CRD, and (later) run the operator."""
+"""``phasegate``: validate manifests, generate the CRDs, run the operator, the local API and the
+demo."""
 
 from __future__ import annotations
 
 import argparse
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from phasegate import __version__
@@ -16,6 +18,22 @@ def _shard(text: str) -> Shard:
         return Shard.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (or at least 0 with ``zero``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (value == 0 and not zero):
+            least = "0 or more" if zero else "above 0"
+            raise argparse.ArgumentTypeError(f"{text}: must be {least}")
+        return value
+
+    return parse
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -92,6 +110,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "also how long rollbacks can go unevaluated when the active one dies (default: 15)",
     )
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
+    run.add_argument(
+        "--prometheus-max-in-flight",
+        type=_positive(int),
+        default=64,
+        metavar="N",
+        help="requests open to one Prometheus at once; the others wait their turn (default: 64)",
+    )
+    run.add_argument(
+        "--prometheus-coalesce-window",
+        type=_positive(float, zero=True),
+        default=0.5,
+        metavar="SECONDS",
+        help="queries are asked at the current time rounded down to this, so that identical "
+        "ones (e.g. a stable side many rollouts share) are sent once; 0: never shared "
+        "(default: 0.5)",
+    )
     run.add_argument(
         "--health-port",
         type=int,
@@ -176,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 shard=args.shard,
                 hub=args.hub,
                 prometheus=args.prometheus,
+                prometheus_max_in_flight=args.prometheus_max_in_flight,
+                prometheus_coalesce_window=args.prometheus_coalesce_window,
                 health_port=args.health_port,
                 metrics_port=args.metrics_port,
                 log_level=args.log_level,

@@ -168,7 +168,9 @@ def register(
         ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
-def make_context(default_prometheus: str | None) -> Context:
+def make_context(
+    default_prometheus: str | None, *, max_in_flight: int = 64, coalesce_window: float = 0.5
+) -> Context:
     from phasegate.notify.cluster import make_notifier
     from phasegate.runtime.telemetry import standard
 
@@ -179,4 +181,6 @@ def make_context(default_prometheus: str | None) -> Context:
         telemetry=telemetry,
         default_prometheus=default_prometheus,
         notifier=make_notifier(kube, telemetry),
+        max_in_flight=max_in_flight,
+        coalesce_window=coalesce_window,
     )

@@ -71,6 +71,10 @@ class Context:
     telemetry: Telemetry
     default_prometheus: str | None = None
     notifier: Notifier | None = None
+    # How hard one Prometheus is asked: requests open at once, and the instant's rounding
+    # under which identical queries are sent once (operator flags, not the rollouts' to set).
+    max_in_flight: int = 64
+    coalesce_window: float = 0.5
     providers: dict[PrometheusSettings, Prometheus] = field(default_factory=dict)
     # A phase's worst values seen since the rollout's last status write, by (namespace,
     # name): the stored history they extend, and the history with them. They are written
@@ -88,6 +92,13 @@ class Context:
             self.providers[settings] = Prometheus(settings)
         return self.providers[settings]
 
+    async def close(self) -> None:
+        """Close the HTTP sessions opened on this event loop (at shutdown)."""
+        for provider in self.providers.values():
+            await provider.close()
+        if self.notifier is not None:
+            await self.notifier.close()
+
 
 def _settings(ctx: Context, spec: RolloutSpec, namespace: str) -> PrometheusSettings:
     """Prometheus settings from the spec, with credentials read from Secrets. Blocking."""
@@ -95,7 +106,11 @@ def _settings(ctx: Context, spec: RolloutSpec, namespace: str) -> PrometheusSett
     if config is None:
         if not ctx.default_prometheus:
             raise LookupError("no spec.prometheus and no --prometheus default on the operator")
-        return PrometheusSettings(address=ctx.default_prometheus)
+        return PrometheusSettings(
+            address=ctx.default_prometheus,
+            max_in_flight=ctx.max_in_flight,
+            coalesce_window=ctx.coalesce_window,
+        )
 
     def secret(ref: Any) -> str | None:
         return None if ref is None else ctx.kube.read_secret_key(namespace, ref.name, ref.key)
@@ -109,6 +124,8 @@ def _settings(ctx: Context, spec: RolloutSpec, namespace: str) -> PrometheusSett
         password=secret(auth.password) if auth else None,
         ca_pem=secret(config.ca_secret),
         insecure_skip_verify=config.insecure_skip_verify,
+        max_in_flight=ctx.max_in_flight,
+        coalesce_window=ctx.coalesce_window,
     )
 
 

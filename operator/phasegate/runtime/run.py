@@ -24,6 +24,8 @@ class RunOptions:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     peering: str | None = "phasegate"  # None: standalone, no peering
     prometheus: str | None = None
+    prometheus_max_in_flight: int = 64
+    prometheus_coalesce_window: float = 0.5
     health_port: int = 8080
     metrics_port: int = 8081
     log_level: str = "INFO"
@@ -43,7 +45,11 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
 
 async def run(options: RunOptions) -> None:
     logs.configure(options.log_level, options.log_format)
-    context = make_context(options.prometheus)
+    context = make_context(
+        options.prometheus,
+        max_in_flight=options.prometheus_max_in_flight,
+        coalesce_window=options.prometheus_coalesce_window,
+    )
     registry = kopf.OperatorRegistry()
     if options.hub:
         from phasegate.hub.daemon import Hub, register_hub
@@ -106,6 +112,7 @@ async def run(options: RunOptions) -> None:
         await asyncio.gather(*helpers, return_exceptions=True)
         for runner in runners:
             await runner.cleanup()
+        await context.close()
         log.info("stopped")
 
 
