@@ -575,4 +575,5 @@ def test_an_evaluation_more_than_an_interval_late_says_so_in_a_condition() -> No
         c.message for c in behind.conditions if c.type == "EvaluatedOnTime"
     )
     assert timely(late(behind, interval * 3 / 4)) == ("False", "Late"), "no flapping"
+    assert late(behind, interval * 5) == behind, "a lag of another size is no status change"
     assert timely(late(behind, interval / 4)) == ("True", "OnTime")

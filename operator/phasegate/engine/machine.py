@@ -816,9 +816,13 @@ def _set_conditions(
             ("ControlsAccepted", controls.status == "True", controls.reason, controls.message)
         )
     # EvaluatedOnTime appears the first time an evaluation starts more than an interval late.
+    # Its message is the one of its last flip: a lag that differs at every late evaluation
+    # must not make every one of them a status write.
     timely = previous.get("EvaluatedOnTime")
     if timeliness is not None and (timely is not None or not timeliness[0]):
         on_time, said = timeliness
+        if timely is not None and (timely.status == "True") == on_time:
+            said = timely.message
         wanted.append(("EvaluatedOnTime", on_time, "OnTime" if on_time else "Late", said))
     elif timely is not None:
         wanted.append(("EvaluatedOnTime", timely.status == "True", timely.reason, timely.message))
