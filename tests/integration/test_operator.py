@@ -7,11 +7,13 @@ then the operator moves traffic, judges the metrics and reports, scenario by sce
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import yaml
 
 from phasegate.demo.stack import ROOT
-from support.world import WeightRecorder, World, breach_start, release, route
+from support.faults import FaultProxy
+from support.world import WeightRecorder, World, breach_start, evaluations, release, route
 
 APPROVERS = ("engineering", "operations", "product", "finance")
 
@@ -300,6 +302,31 @@ def test_a_weight_changed_by_someone_else_is_put_back_with_an_event(world: World
     events = world.kube.ok("GET", f"/api/v1/namespaces/{world.ns}/events")["items"]
     drift = [e for e in events if e["reason"] == "RouteDrift"]
     assert drift and "restoring 10%" in drift[0]["message"] and drift[0]["type"] == "Warning"
+
+
+def test_evaluations_read_the_route_from_the_watch_not_with_a_get_each(
+    world: World, tmp_path: Path
+) -> None:
+    """Every request the operator makes goes through a proxy that records it: over a phase of
+    1s evaluations the route is read once, then kept current by the watch (the drift test
+    above shows a change by someone else still reaches it)."""
+    upstream = world.stack.operator_kubeconfig or world.stack.kubeconfig
+    with FaultProxy(upstream) as proxy:
+        world.stack.operator_kubeconfig = proxy.kubeconfig(upstream, tmp_path / "proxied")
+        try:
+            operator = world.start_operator()
+        finally:
+            world.stack.operator_kubeconfig = upstream
+        spec = release()["spec"]
+        spec["phases"][0]["duration"] = "30s"
+        world.apply(release(**spec))
+        world.wait(lambda s: started(s, "canary"), timeout=60)
+        before = evaluations(operator)
+        time.sleep(8)  # a window of 1s evaluations, counted below, not a wait for an outcome
+        done = evaluations(operator) - before
+        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path == world.route_path()]
+    assert done >= 5, f"only {done:g} evaluations in 8s"
+    assert len(reads) <= 2, f"{len(reads)} GETs of the route over {done:g} evaluations"
 
 
 def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(

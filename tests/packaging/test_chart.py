@@ -107,6 +107,8 @@ def test_cluster_rbac_grants_only_what_the_operator_touches() -> None:
         ("phasegate.dev", "progressiverollouts", "patch"),
         ("phasegate.dev", "progressiverollouts/status", "patch"),
         ("gateway.networking.k8s.io", "httproutes", "get"),
+        ("gateway.networking.k8s.io", "httproutes", "list"),  # watched: read from memory
+        ("gateway.networking.k8s.io", "httproutes", "watch"),
         ("gateway.networking.k8s.io", "httproutes", "patch"),
         ("apps", "deployments", "get"),
         ("apps", "deployments", "patch"),
@@ -129,10 +131,8 @@ def test_each_traffic_provider_adds_the_rights_on_its_own_objects_only() -> None
         rules(render({}), "ClusterRole")
     )
     assert added == {
-        ("networking.istio.io", "virtualservices", "get"),
-        ("networking.istio.io", "virtualservices", "patch"),
-        ("split.smi-spec.io", "trafficsplits", "get"),
-        ("split.smi-spec.io", "trafficsplits", "patch"),
+        *(("networking.istio.io", "virtualservices", v) for v in ("get", "list", "watch", "patch")),
+        *(("split.smi-spec.io", "trafficsplits", v) for v in ("get", "list", "watch", "patch")),
         ("networking.k8s.io", "ingresses", "get"),
         ("networking.k8s.io", "ingresses", "create"),
         ("networking.k8s.io", "ingresses", "patch"),
@@ -211,6 +211,10 @@ def test_the_operator_accepts_the_arguments_the_chart_gives_it(values: dict[str,
         parsed = _build_parser().parse_args(args)  # exits (SystemExit) on an unknown argument
         assert parsed.command == "run"
         assert (parsed.prometheus_max_in_flight, parsed.prometheus_coalesce_window) == (64, 0.5)
+        # The operator watches the routes of the providers the chart gave it the rights for.
+        assert parsed.traffic_providers == tuple(
+            (values.get("rbac") or {}).get("trafficProviders", ["gatewayAPI"])
+        )
 
 
 def test_the_service_monitor_is_optional() -> None:

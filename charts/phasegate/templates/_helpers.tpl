@@ -37,22 +37,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [phasegate.dev]
   resources: [progressiverollouts/status]
   verbs: [patch]
-# The traffic objects whose weights the operator sets and reads back, per provider enabled.
+# The traffic objects whose weights the operator sets and reads back, per provider enabled;
+# routes are watched (list, watch), so that evaluations read them from memory.
 {{- $providers := .Values.rbac.trafficProviders }}
 {{- if has "gatewayAPI" $providers }}
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if has "istio" $providers }}
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if has "smi" $providers }}
 - apiGroups: [split.smi-spec.io]
   resources: [trafficsplits]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if has "nginx" $providers }}
 # NGINX: the operator makes the canary Ingress beside the stable one and deletes it after;

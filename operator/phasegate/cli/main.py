@@ -36,6 +36,18 @@ def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[
     return parse
 
 
+def _providers(text: str) -> tuple[str, ...]:
+    from phasegate.traffic import ROUTERS
+
+    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in ROUTERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(ROUTERS)}"
+        )
+    return chosen
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phasegate",
@@ -110,6 +122,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "also how long rollbacks can go unevaluated when the active one dies (default: 15)",
     )
     run.add_argument("--prometheus", help="Prometheus address for rollouts without spec.prometheus")
+    run.add_argument(
+        "--traffic-providers",
+        type=_providers,
+        default=("gatewayAPI", "istio", "smi", "nginx"),
+        metavar="LIST",
+        help="the traffic providers whose objects the operator may list and watch, comma "
+        "separated: their routes are watched instead of read at every evaluation; a provider "
+        "left out is still steered, reading its route each time (default: all: "
+        "gatewayAPI,istio,smi,nginx)",
+    )
     run.add_argument(
         "--prometheus-max-in-flight",
         type=_positive(int),
@@ -212,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 prometheus=args.prometheus,
                 prometheus_max_in_flight=args.prometheus_max_in_flight,
                 prometheus_coalesce_window=args.prometheus_coalesce_window,
+                traffic_providers=args.traffic_providers,
                 health_port=args.health_port,
                 metrics_port=args.metrics_port,
                 log_level=args.log_level,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,8 @@ from phasegate.kube import Kube, NotFound
 from phasegate.runtime.reconcile import Context, evaluate_once
 from phasegate.runtime.sharding import Shard
 from phasegate.runtime.telemetry import Telemetry
-from phasegate.traffic import RouteError, router_for
+from phasegate.traffic import WATCHED_ROUTES, RouteCache, RouteError, router_for, watched_kinds
+from phasegate.traffic.weighted import WeightedRouter
 
 log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
@@ -147,6 +149,14 @@ def register(
             if due > loop.time():
                 await stopped.wait(due - loop.time())
 
+    # The routes' watches keep the copies evaluations read (traffic.cache); only the kinds
+    # the operator may list and watch (its --traffic-providers) are watched.
+    for group, version, plural in WATCHED_ROUTES:
+        if (group, plural) in context.routes.watched:
+            kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")(
+                _route_watcher(context.routes, group, plural)
+            )
+
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore-route", when=owned)
     async def restore_route(
         body: kopf.Body,
@@ -160,6 +170,8 @@ def register(
             return
         try:
             router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
+            if isinstance(router, WeightedRouter):
+                ctx.routes.forget(router.key)
             if await asyncio.to_thread(router.restore):
                 logger.info(f"{router.kind} weights restored to what they were before the rollout")
         except RouteError as error:
@@ -168,8 +180,24 @@ def register(
         ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[..., Awaitable[None]]:
+    async def route_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        key = (group, plural, meta.get("namespace") or "", meta.get("name") or "")
+        if type == "DELETED":
+            routes.deleted(key)
+        else:
+            routes.offer(key, copy.deepcopy(dict(body)))
+
+    return route_changed
+
+
 def make_context(
-    default_prometheus: str | None, *, max_in_flight: int = 64, coalesce_window: float = 0.5
+    default_prometheus: str | None,
+    *,
+    max_in_flight: int = 64,
+    coalesce_window: float = 0.5,
+    traffic_providers: tuple[str, ...] = (),
 ) -> Context:
     from phasegate.notify.cluster import make_notifier
     from phasegate.runtime.telemetry import standard
@@ -183,4 +211,5 @@ def make_context(
         notifier=make_notifier(kube, telemetry),
         max_in_flight=max_in_flight,
         coalesce_window=coalesce_window,
+        routes=RouteCache(watched_kinds(traffic_providers)),
     )

@@ -49,7 +49,7 @@ from phasegate.notify.delivery import Notifier
 from phasegate.notify.hook import hand_over, with_notifications
 from phasegate.report.history import record_history
 from phasegate.runtime.telemetry import Telemetry
-from phasegate.traffic import RouteError, Router, router_for
+from phasegate.traffic import RouteCache, RouteError, Router, router_for
 
 log = structlog.get_logger("phasegate")
 
@@ -75,6 +75,9 @@ class Context:
     # under which identical queries are sent once (operator flags, not the rollouts' to set).
     max_in_flight: int = 64
     coalesce_window: float = 0.5
+    # The routes rollouts use, as the operator's watches show them (none watched: every
+    # evaluation reads its route from the API).
+    routes: RouteCache = field(default_factory=lambda: RouteCache(set()))
     providers: dict[PrometheusSettings, Prometheus] = field(default_factory=dict)
     # A phase's worst values seen since the rollout's last status write, by (namespace,
     # name): the stored history they extend, and the history with them. They are written
@@ -283,7 +286,7 @@ async def evaluate_once(
     route_weight: int | None = None
     route_error: str | None = None
     try:
-        router = router_for(spec, namespace, ctx.kube)
+        router = router_for(spec, namespace, ctx.kube, ctx.routes)
         route_weight = await asyncio.to_thread(router.read_weight)
     except RouteError as error:
         route_error = str(error)

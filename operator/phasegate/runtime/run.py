@@ -26,6 +26,9 @@ class RunOptions:
     prometheus: str | None = None
     prometheus_max_in_flight: int = 64
     prometheus_coalesce_window: float = 0.5
+    # The providers whose objects the operator may list and watch: their routes are watched
+    # and read from the watch (the chart passes rbac.trafficProviders).
+    traffic_providers: tuple[str, ...] = ()
     health_port: int = 8080
     metrics_port: int = 8081
     log_level: str = "INFO"
@@ -49,6 +52,7 @@ async def run(options: RunOptions) -> None:
         options.prometheus,
         max_in_flight=options.prometheus_max_in_flight,
         coalesce_window=options.prometheus_coalesce_window,
+        traffic_providers=options.traffic_providers,
     )
     registry = kopf.OperatorRegistry()
     if options.hub:

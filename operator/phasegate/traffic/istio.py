@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from phasegate.kube import Kube
+from phasegate.traffic.cache import RouteCache
 from phasegate.traffic.router import RouteError
 from phasegate.traffic.weighted import Pair, WeightedRouter, pair_at
 
@@ -25,8 +26,10 @@ class IstioRouter(WeightedRouter):
         stable: str,
         canary: str,
         routes: list[str] | None = None,
+        *,
+        cache: RouteCache | None = None,
     ) -> None:
-        super().__init__(kube, namespace, name, stable, canary)
+        super().__init__(kube, namespace, name, stable, canary, cache=cache)
         self.routes = list(routes or [])
 
     def pairs(self, obj: dict[str, Any]) -> list[Pair]:

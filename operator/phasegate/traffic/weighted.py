@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasegate.kube import Kube, NotFound, unchanged_since
+from phasegate.traffic.cache import Key, RouteCache
 from phasegate.traffic.router import RouteError
 
 ORIGINAL = "phasegate.dev/original-weights"
@@ -44,10 +45,24 @@ class WeightedRouter:
     kind = ""
     group = version = plural = ""
 
-    def __init__(self, kube: Kube, namespace: str, name: str, stable: str, canary: str) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        stable: str,
+        canary: str,
+        *,
+        cache: RouteCache | None = None,
+    ) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
         self.stable, self.canary = stable, canary
+        self.cache = cache  # the watched copies; None: every read asks the API
         self._seen: dict[str, Any] | None = None  # the object read_weight read
+
+    @property
+    def key(self) -> Key:
+        return (self.group, self.plural, self.namespace, self.name)
 
     @property
     def title(self) -> str:
@@ -57,19 +72,28 @@ class WeightedRouter:
         """Every pair in ``obj``; RouteError naming what is missing when there is none."""
         raise NotImplementedError
 
-    def _get(self) -> dict[str, Any]:
+    def _get(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The route: the watched copy when there is one (and not ``fresh``), else the API's."""
+        if not fresh and self.cache is not None and (held := self.cache.get(self.key)):
+            return held
         try:
-            return self.kube.get_custom(
+            obj = self.kube.get_custom(
                 self.group, self.version, self.plural, self.namespace, self.name
             )
         except NotFound:
             raise RouteError(f"{self.title} not found") from None
+        if self.cache is not None:
+            self.cache.get(self.key)  # keep it current from now on
+            self.cache.offer(self.key, obj)
+        return obj
 
     def _patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
         version = unchanged_since(obj["metadata"]["resourceVersion"])
-        self.kube.json_patch_custom(
+        written = self.kube.json_patch_custom(
             self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
         )
+        if self.cache is not None:
+            self.cache.offer(self.key, written)
 
     def read_weight(self) -> int:
         self._seen = self._get()
@@ -95,7 +119,7 @@ class WeightedRouter:
 
     def restore(self) -> bool:
         try:
-            obj = self._get()
+            obj = self._get(fresh=True)
             pairs = {p.key: p for p in self.pairs(obj)}
         except RouteError:
             return False

@@ -1,0 +1,100 @@
+"""The routes rollouts use, as watches last showed them: read without a GET per evaluation.
+
+The operator watches the weighted route kinds (HTTPRoute, VirtualService, TrafficSplit) and
+offers every event here; only routes a rollout has asked for are kept, so a cluster's other
+routes cost no memory. A route is read from the API once, the first time it is asked for,
+then kept current by the watch and by the operator's own writes (the API's answer to them).
+
+Of two copies of a route, the newer is kept: resourceVersions of one kind compare as numbers
+(Kubernetes 1.35, KEP-5504: decimal integers, longer is newer). A version that is not one
+(an API server that does not follow it) drops the copy, and the next read asks the API.
+
+Staleness is bounded by the watch's delay and costs no correctness: a weight is written
+with a JSON patch conditional on the resourceVersion it was computed from, so a write over
+a copy someone else's change overtook is refused (409) and the route is read again.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+Key = tuple[str, str, str, str]  # (group, plural, namespace, name)
+
+_DECIMAL = re.compile(r"[1-9][0-9]*")
+
+
+def newer(version: str, than: str) -> bool | None:
+    """Whether resourceVersion ``version`` is newer than ``than``; None when either is not
+    comparable (not a decimal integer without leading zeros)."""
+    if not (_DECIMAL.fullmatch(version) and _DECIMAL.fullmatch(than)):
+        return None
+    return (len(version), version) > (len(than), than)
+
+
+class RouteCache:
+    """The newest copy seen of each route asked for, of the kinds the operator watches.
+
+    Routers read from threads while watch events arrive on the event loop: a lock keeps an
+    older copy from replacing a newer one between the two. A copy nothing confirmed for
+    ``max_age`` seconds (no event, read or write of its version or a newer one) is read from
+    the API again: a watch that stopped (its rights revoked, its CRD replaced) delays seeing
+    someone else's change by that much at most."""
+
+    def __init__(
+        self,
+        watched: set[tuple[str, str]],
+        *,
+        max_age: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.watched = watched  # (group, plural) of the kinds watched
+        self.max_age, self._clock = max_age, clock
+        self._lock = threading.Lock()
+        self._wanted: set[Key] = set()
+        self._copies: dict[Key, tuple[dict[str, Any], float]] = {}
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        """The newest copy of a route, or None: then read it from the API and :meth:`offer`
+        it. Asking for a route makes the cache keep it current from then on."""
+        if key[:2] not in self.watched:
+            return None
+        with self._lock:
+            self._wanted.add(key)
+            held = self._copies.get(key)
+            if held is None or self._clock() - held[1] > self.max_age:
+                return None
+            return held[0]
+
+    def offer(self, key: Key, obj: dict[str, Any]) -> None:
+        """A copy of a route, from a watch event, a read or a write's answer."""
+        with self._lock:
+            if key not in self._wanted:
+                return
+            held = self._copies.get(key)
+            theirs = str(obj["metadata"].get("resourceVersion", ""))
+            mine = str(held[0]["metadata"].get("resourceVersion", "")) if held else ""
+            if held is None or theirs == mine:
+                self._copies[key] = (obj if held is None else held[0], self._clock())
+                return
+            is_newer = newer(theirs, mine)
+            if is_newer is None:
+                del self._copies[key]  # which one is current is unknown: ask the API next time
+            elif is_newer:
+                self._copies[key] = (obj, self._clock())
+
+    def deleted(self, key: Key) -> None:
+        with self._lock:
+            self._copies.pop(key, None)
+
+    def forget(self, key: Key) -> None:
+        """Stop keeping a route (its rollout is gone)."""
+        with self._lock:
+            self._wanted.discard(key)
+            self._copies.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._copies)

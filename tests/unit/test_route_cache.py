@@ -1,0 +1,66 @@
+"""The route cache keeps the newest copy of the routes asked for, by resourceVersion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phasegate.traffic.cache import RouteCache, newer
+
+ROUTE = ("gateway.networking.k8s.io", "httproutes", "shop", "web")
+KINDS = {ROUTE[:2]}
+
+
+def route(version: str, weight: int = 0) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "resourceVersion": version}, "spec": {"weight": weight}}
+
+
+def test_versions_compare_as_decimal_integers_and_others_do_not_compare() -> None:
+    assert newer("10", "9") is True and newer("9", "10") is False and newer("12", "12") is False
+    assert newer("100", "99") is True, "longer is newer, not lexically smaller"
+    for odd in ("", "007", "abc", "1a"):
+        assert newer(odd, "5") is None and newer("5", odd) is None
+
+
+def test_only_routes_asked_for_are_kept_and_the_newest_copy_wins() -> None:
+    cache = RouteCache(KINDS)
+    cache.offer(ROUTE, route("5"))
+    assert len(cache) == 0, "a route no rollout asked for costs nothing"
+    assert cache.get(ROUTE) is None  # asked for: read it from the API, then offer it
+    cache.offer(ROUTE, route("7", 10))
+    cache.offer(ROUTE, route("6", 1))  # a late event of an older version
+    assert cache.get(ROUTE) == route("7", 10)
+    cache.offer(ROUTE, route("12", 30))
+    assert cache.get(ROUTE) == route("12", 30)
+    cache.deleted(ROUTE)
+    assert cache.get(ROUTE) is None
+    cache.forget(ROUTE)
+    cache.offer(ROUTE, route("20"))
+    assert cache.get(ROUTE) is None, "forgotten: no longer kept"
+
+
+def test_a_version_that_does_not_compare_sends_the_next_read_to_the_api() -> None:
+    cache = RouteCache(KINDS)
+    cache.get(ROUTE)
+    cache.offer(ROUTE, route("7"))
+    cache.offer(ROUTE, route("x-8"))
+    assert cache.get(ROUTE) is None
+
+
+def test_kinds_not_watched_are_never_held() -> None:
+    cache = RouteCache(set())
+    assert cache.get(ROUTE) is None
+    cache.offer(ROUTE, route("7"))
+    assert cache.get(ROUTE) is None
+
+
+def test_a_copy_nothing_confirmed_for_max_age_is_read_again() -> None:
+    now = [0.0]
+    cache = RouteCache(KINDS, max_age=60, clock=lambda: now[0])
+    cache.get(ROUTE)
+    cache.offer(ROUTE, route("7"))
+    now[0] = 50
+    cache.offer(ROUTE, route("7"))  # the same version seen again: confirmed
+    now[0] = 100
+    assert cache.get(ROUTE) == route("7")
+    now[0] = 111
+    assert cache.get(ROUTE) is None, "unconfirmed for more than a minute"
