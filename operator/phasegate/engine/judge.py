@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from scipy.stats import mannwhitneyu
 
 from phasegate.api.spec import Criterion, Metric, NoDataPolicy
-from phasegate.api.status import CriterionResult, Verdict
+from phasegate.api.status import CriterionResult, Verdict, trusted
 from phasegate.engine.inputs import Backend, Measurement, Outcome, QueryRequest
 
 
@@ -34,25 +34,54 @@ def judge(
     canary = requests["canary"]
     stable = requests.get("stable")
     threshold = threshold or criterion.describe_threshold()
-
-    def result(
-        verdict: Verdict,
-        reason: str,
-        value: float | None = None,
-        values: dict[str, float] | None = None,
-    ) -> CriterionResult:
-        return CriterionResult(  # validated once (model_construct is slower than validating)
-            rule=rule,
-            metric=criterion.metric,
-            query=canary.query,
-            stable_query=stable.query if stable else None,
-            value=value,
-            values=values,
-            threshold=threshold,
-            verdict=verdict,
-            reason=reason,
+    value: float | None = None
+    values: dict[str, float] | None = None
+    # The common case first: one value against max and/or min, answered with one series.
+    answer = measurements.get(canary.key)
+    if (
+        answer is not None
+        and answer.outcome is Outcome.VALUE
+        and len(answer.series) == 1
+        and len(requests) == 1
+        and canary.window is None
+        and criterion.consistency is None
+        and criterion.compare is None
+        and criterion.test is None
+    ):
+        value = next(iter(answer.series.values()))
+        if math.isnan(value):
+            verdict, reason = _early(metric, Verdict.NO_DATA, "the query returned NaN")
+            value = None
+        else:
+            passed, reason = _threshold(criterion, value, threshold)
+            verdict = Verdict.PASS if passed else Verdict.FAIL
+    else:
+        verdict, reason, value, values = _judge(
+            criterion, metric, requests, measurements, threshold
         )
+    fields = {
+        "rule": rule,
+        "metric": criterion.metric,
+        "query": canary.query,
+        "stable_query": stable.query if stable else None,
+        "value": value,
+        "values": values,
+        "threshold": threshold,
+        "verdict": verdict,
+        "reason": reason,
+    }
+    if values is None and (value is None or type(value) is float):
+        return trusted(CriterionResult, **fields)  # of the fields' types: validating only copies
+    return CriterionResult(**fields)
 
+
+def _judge(
+    criterion: Criterion,
+    metric: Metric,
+    requests: Mapping[Backend, QueryRequest],
+    measurements: Mapping[str, Measurement],
+    threshold: str,
+) -> tuple[Verdict, str, float | None, dict[str, float] | None]:
     try:
         got = {b: _answer(measurements, r) for b, r in requests.items()}
         if criterion.consistency is not None:
@@ -62,18 +91,21 @@ def judge(
         else:
             value, values = _single(got["canary"]), None
     except _Verdict as early:
-        verdict, reason = early.verdict, early.reason
-        if verdict is Verdict.NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
-            verdict = Verdict(metric.on_no_data.value)
-            reason = f"{reason} (onNoData: {metric.on_no_data.value})"
-        return result(verdict, reason)
+        return (*_early(metric, early.verdict, early.reason), None, None)
 
     passed, reason = _threshold(criterion, value, threshold)
     if not passed and criterion.test is not None:
         # The test can only excuse a breach as noise, never cause one.
         above = criterion.max is not None and value > criterion.max
         passed, reason = _significant(criterion, got["canary"], got["stable"], above, reason)
-    return result(Verdict.PASS if passed else Verdict.FAIL, reason, value, values)
+    return Verdict.PASS if passed else Verdict.FAIL, reason, value, values
+
+
+def _early(metric: Metric, verdict: Verdict, reason: str) -> tuple[Verdict, str]:
+    """A verdict reached before any threshold: NoData as the metric's onNoData says."""
+    if verdict is Verdict.NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
+        return Verdict(metric.on_no_data.value), f"{reason} (onNoData: {metric.on_no_data.value})"
+    return verdict, reason
 
 
 def _answer(measurements: Mapping[str, Measurement], request: QueryRequest) -> Measurement:
