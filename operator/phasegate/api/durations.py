@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -31,6 +32,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(milliseconds=total_ms)
 
 
+@lru_cache(maxsize=1024)  # the same few offsets, durations and intervals, over and over
 def format_duration(value: timedelta) -> str:
     """The shortest canonical text for ``value`` (``5400s`` -> ``1h30m``)."""
     ms = round(value.total_seconds() * 1000)

@@ -28,6 +28,7 @@ from phasegate.api.status import (
     RolloutStatus,
     State,
     Verdict,
+    shallow_copy,
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
 from phasegate.engine.judge import judge
@@ -120,9 +121,9 @@ def invalid(
 
 def _copy(status: RolloutStatus) -> RolloutStatus:
     """A copy the machine may change: it replaces lists and records, and edits only these."""
-    copied = status.model_copy()
+    copied = shallow_copy(status)
     if copied.current_phase is not None:
-        copied.current_phase = copied.current_phase.model_copy()
+        copied.current_phase = shallow_copy(copied.current_phase)
     return copied
 
 
@@ -206,11 +207,11 @@ class _Machine:
 
     def judge_rules(self, index: int) -> None:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
-        measurements = self.obs.measurements
+        measurements, results = self.obs.measurements, self.results
         for rule in phase_plan(self.spec, self.namespace, index).rules:
-            if any(r.key not in measurements for r in rule.requests.values()):
+            if not all(key in measurements for key in rule.keys):
                 continue  # planned for another phase or state: no verdict either way
-            self.results[rule.rule_id] = judge(
+            results[rule.rule_id] = judge(
                 rule.rule_id,
                 rule.criterion,
                 rule.metric,
@@ -254,29 +255,21 @@ class _Machine:
         return True
 
     def check_rollback(self) -> bool:
-        phase = self.spec.phases[self.current.index]
-        fired: list[tuple[str, timedelta]] = []
-        for i, trigger in enumerate(phase.rollback_triggers):
-            rule = f"rollbackTriggers[{i}]"
-            if self.sustained(rule, trigger.for_):
-                fired.append((rule, trigger.for_))
-        if self.spec.breach_rollback_after is not None:
-            for i, _ in enumerate(phase.success_criteria):
-                rule = f"successCriteria[{i}]"
-                if self.sustained(rule, self.spec.breach_rollback_after):
-                    fired.append((rule, self.spec.breach_rollback_after))
+        plan = phase_plan(self.spec, self.namespace, self.current.index)
+        fired = [(rule, w) for rule, w in plan.rollback_triggers if self.sustained(rule, w)]
+        after = self.spec.breach_rollback_after
+        if after is not None:
+            fired += [
+                (rule, after) for rule in plan.success_criteria if self.sustained(rule, after)
+            ]
         if not fired:
             return False
         self.rollback(self.explain(fired), [self.results[rule] for rule, _ in fired])
         return True
 
     def check_hold(self) -> bool:
-        phase = self.spec.phases[self.current.index]
-        fired = [
-            (f"holdTriggers[{i}]", t.for_)
-            for i, t in enumerate(phase.hold_triggers)
-            if self.sustained(f"holdTriggers[{i}]", t.for_)
-        ]
+        plan = phase_plan(self.spec, self.namespace, self.current.index)
+        fired = [(rule, w) for rule, w in plan.hold_triggers if self.sustained(rule, w)]
         if not fired or self.current.started_at is None:
             return False
         evidence = [self.results[rule] for rule, _ in fired]
@@ -291,7 +284,7 @@ class _Machine:
         phase = self.spec.phases[cp.index]
         offsets = phase.checkpoint_offsets
         elapsed = cp.elapsed(self.now)
-        wanted = [f"successCriteria[{i}]" for i in range(len(phase.success_criteria))]
+        wanted = phase_plan(self.spec, self.namespace, cp.index).success_criteria
         criteria = [self.results[rule] for rule in wanted if rule in self.results]
         # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
         deferred = len(criteria) < len(wanted) or any(r.verdict is Verdict.ERROR for r in criteria)
@@ -666,16 +659,17 @@ class _Machine:
         return self.now
 
     def close_breach(self, rule: str) -> None:
-        if any(b.rule == rule for b in self.s.breaches):
+        if self.s.breaches and any(b.rule == rule for b in self.s.breaches):
             self.s.breaches = [b for b in self.s.breaches if b.rule != rule]
 
     def sustained(self, rule: str, window: timedelta) -> bool:
         """The ``for`` rule: Fail opens or keeps the window, Pass closes it, and NoData or
         Error leave it as it is without firing it. It fires on a Fail once it has lasted
         ``window``."""
-        if rule not in self.results:
+        result = self.results.get(rule)
+        if result is None:
             return False
-        verdict = self.results[rule].verdict
+        verdict = result.verdict
         if verdict is Verdict.PASS:
             self.close_breach(rule)
             return False

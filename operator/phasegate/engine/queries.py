@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 
 from phasegate.api.spec import Criterion, Metric, Phase, RolloutSpec
 from phasegate.api.templates import render
@@ -68,12 +69,16 @@ class RulePlan:
     metric: Metric
     requests: dict[Backend, QueryRequest]
     threshold: str  # the criterion's threshold in words, as status shows it
+    keys: tuple[str, ...]  # of its requests: the rule is judged when all were answered
 
 
 @dataclass(frozen=True)
 class PhasePlan:
     rules: tuple[RulePlan, ...]
     queries: tuple[QueryRequest, ...]  # distinct (by key), in a stable order
+    success_criteria: tuple[str, ...]  # the rule ids, in order
+    rollback_triggers: tuple[tuple[str, timedelta], ...]  # rule id and its ``for``
+    hold_triggers: tuple[tuple[str, timedelta], ...]
 
 
 _PLANS: OrderedDict[tuple[int, str, int], tuple[RolloutSpec, PhasePlan]] = OrderedDict()
@@ -90,21 +95,23 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
             _PLANS.move_to_end(key)
             return kept[1]
     phase = spec.phases[phase_index]
-    rules = tuple(
-        RulePlan(
-            rule_id,
-            rule,
-            spec.metric(rule.metric),
-            requests_for(spec, namespace, phase, rule),
-            rule.describe_threshold(),
-        )
-        for rule_id, rule in rules_of(phase)
-    )
+    rules = []
+    for rule_id, rule in rules_of(phase):
+        requests = requests_for(spec, namespace, phase, rule)
+        keys = tuple(r.key for r in requests.values())
+        metric = spec.metric(rule.metric)
+        rules.append(RulePlan(rule_id, rule, metric, requests, rule.describe_threshold(), keys))
     distinct: dict[str, QueryRequest] = {}
-    for rule in rules:
-        for request in rule.requests.values():
+    for planned in rules:
+        for request in planned.requests.values():
             distinct.setdefault(request.key, request)
-    plan = PhasePlan(rules, tuple(distinct.values()))
+    plan = PhasePlan(
+        tuple(rules),
+        tuple(distinct.values()),
+        tuple(f"successCriteria[{i}]" for i in range(len(phase.success_criteria))),
+        tuple((f"rollbackTriggers[{i}]", t.for_) for i, t in enumerate(phase.rollback_triggers)),
+        tuple((f"holdTriggers[{i}]", t.for_) for i, t in enumerate(phase.hold_triggers)),
+    )
     with _PLANS_LOCK:
         _PLANS[key] = (spec, plan)  # the spec is held, so its id cannot be reused meanwhile
         while len(_PLANS) > _PLANS_KEPT:
