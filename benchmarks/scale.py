@@ -16,8 +16,12 @@ operator:
 - one bad rollout among the healthy ones: from its rollback trigger's condition becoming
   true in Prometheus (read from Prometheus's own history) to the route at canary 0 (watched).
 
-The operator's own lag histogram is printed beside, to compare with what is observed.
-``--quick`` (or PHASEGATE_BENCH_ROLLOUTS / _WINDOW / _DELAYS) makes it smaller.
+The operator's own figures are printed beside, to compare with what is observed: its lag
+histogram's mean, and the evaluations it counts as done of those it counts as due.
+
+``--shards 3`` runs three operators (``--shard I/3``), each owning its share of three times
+as many rollouts (1,000 each by default), pinned to the machine's cores in turn.
+``--quick`` (or PHASEGATE_BENCH_ROLLOUTS / _WINDOW / _DELAYS / _SHARDS) makes it smaller.
 """
 
 from __future__ import annotations
@@ -182,12 +186,14 @@ class Window:
     done: int
     lags: list[float]
     operator_lag_mean_ms: float
+    operator_done: float  # evaluations, as the operators' own metrics count them
+    operator_due: float
     peak_rss_mib: float
     status_writes: int
     modified_events: int
     requests: int
     stable_sent: int
-    operator_cpu: float  # the share of one core the operator used
+    operator_cpu: float  # the share of one core each operator used, on average
     load: float  # the machine's 1-minute load average at the end of the window
 
     @property
@@ -240,29 +246,30 @@ def scrape(operator: Process) -> str:
 def observe(
     proxy: DelayingProxy,
     writes: StatusWrites,
-    operator: Process,
+    operators: list[Process],
     canaries: list[str],
     seconds: float,
 ) -> Window:
-    before = scrape(operator)
+    pids = [o.popen.pid for o in operators]
+    before = [scrape(o) for o in operators]
     start, first_arrival = time.time(), len(proxy.arrivals)
     first_write, first_event = len(writes.writes), len(writes.events)
-    peak, cpu = 0, cpu_seconds(operator.popen.pid)
+    peak, cpu = 0, sum(cpu_seconds(pid) for pid in pids)
     while time.time() < start + seconds:
-        peak = max(peak, rss_kib(operator.popen.pid))
+        peak = max(peak, *(rss_kib(pid) for pid in pids))
         time.sleep(0.5)
     end = time.time()
-    cpu = cpu_seconds(operator.popen.pid) - cpu
-    after = scrape(operator)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+    after = [scrape(o) for o in operators]
     arrivals = list(proxy.arrivals)
     in_window = [(t, q) for t, q in arrivals[first_arrival:] if t < end]
     times = evaluations(arrivals)
-    lag_sum = metric(after, "phasegate_evaluation_lag_seconds_sum") - metric(
-        before, "phasegate_evaluation_lag_seconds_sum"
-    )
-    lag_n = metric(after, "phasegate_evaluation_lag_seconds_count") - metric(
-        before, "phasegate_evaluation_lag_seconds_count"
-    )
+
+    def grew(name: str) -> float:
+        return sum(metric(a, name) - metric(b, name) for a, b in zip(after, before, strict=True))
+
+    lag_sum = grew("phasegate_evaluation_lag_seconds_sum")
+    lag_n = grew("phasegate_evaluation_lag_seconds_count")
     return Window(
         delay_ms=round(proxy.delay * 1000),
         rollouts=len(canaries),
@@ -270,12 +277,14 @@ def observe(
         done=sum(1 for t, q in in_window if CANARY.search(q)),
         lags=lags(times, canaries, start, end),
         operator_lag_mean_ms=1000 * lag_sum / max(lag_n, 1),
+        operator_done=grew("phasegate_evaluations_total"),
+        operator_due=grew("phasegate_evaluations_due_total"),
         peak_rss_mib=peak / 1024,
         status_writes=sum(1 for t in writes.writes[first_write:] if t < end),
         modified_events=sum(1 for t in writes.events[first_event:] if t < end),
         requests=len(in_window),
         stable_sent=sum(1 for _, q in in_window if q == STABLE_QUERY),
-        operator_cpu=cpu / (end - start),
+        operator_cpu=cpu / (end - start) / len(operators),
         load=os.getloadavg()[0],
     )
 
@@ -337,10 +346,16 @@ def create(world: World, count: int) -> list[str]:
     return canaries
 
 
-def start_operator(running: Stack, prometheus: str) -> Process:
-    """The operator, given minutes to start serving: on a loaded machine importing it alone
-    can take longer than the stack's usual wait."""
-    return running.start_operator("operator", "--standalone", "--prometheus", prometheus, wait=300)
+def start_operators(running: Stack, prometheus: str, shards: int) -> list[Process]:
+    """The operators (one per shard), given minutes to start serving: on a loaded machine
+    importing one alone can take longer than the stack's usual wait."""
+    flags = ("--standalone", "--prometheus", prometheus)
+    if shards == 1:
+        return [running.start_operator("operator", *flags, wait=300)]
+    return [
+        running.start_operator(f"shard-{i}", *flags, "--shard", f"{i}/{shards}", wait=300)
+        for i in range(shards)
+    ]
 
 
 def started(world: World) -> int:
@@ -380,22 +395,23 @@ class Figures:
     machine: str  # how fast the machine ran Python during the run
 
 
-def run(count: int, seconds: float, delays: list[float], core: int | None) -> Figures:
+def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Figures:
+    """``count`` rollouts shared by ``len(cores)`` operators, the i-th pinned to ``cores[i]``."""
     with tempfile.TemporaryDirectory() as tmp, stack(Path(tmp)) as running:
         world = start_world(running)
         proxy = DelayingProxy(running.prometheus_url)
         proxy.start()
         canaries = create(world, count)
-        operator = start_operator(running, proxy.url)
-        if core is not None:
+        operators = start_operators(running, proxy.url, len(cores))
+        for operator, core in zip(operators, cores, strict=True):
             os.sched_setaffinity(operator.popen.pid, {core})
         began = time.monotonic()
         deadline = began + max(600.0, count * 0.6)
         while started(world) < count:
-            if time.monotonic() > deadline or not operator.alive():
+            if time.monotonic() > deadline or not all(o.alive() for o in operators):
                 raise RuntimeError(
-                    f"only {started(world)} of {count} phases started; the operator's log:\n"
-                    + operator.log_tail()
+                    f"only {started(world)} of {count} phases started; the operators' logs:\n"
+                    + "\n".join(o.log_tail() for o in operators)
                 )
             time.sleep(1)
         ready = time.monotonic() - began
@@ -404,7 +420,7 @@ def run(count: int, seconds: float, delays: list[float], core: int | None) -> Fi
         for delay in delays:
             proxy.delay = delay
             time.sleep(2 * INTERVAL)  # every rollout meets the new delay before we count
-            windows.append(observe(proxy, writes, operator, canaries, seconds))
+            windows.append(observe(proxy, writes, operators, canaries, seconds))
         bad_delay = 0.1 if 0.1 in delays else delays[0]
         proxy.delay = bad_delay
         time.sleep(INTERVAL)
@@ -413,42 +429,53 @@ def run(count: int, seconds: float, delays: list[float], core: int | None) -> Fi
         except (AssertionError, TimeoutError):
             bad = None
         writes.stop()
-        operator.stop()
+        for operator in operators:
+            operator.stop()
         proxy.stop()
         return Figures(windows, ready, bad, round(bad_delay * 1000), machine.describe())
 
 
-def settings(argv: list[str]) -> tuple[int, float, list[float]]:
+def settings(argv: list[str]) -> tuple[int, float, list[float], int]:
     quick = "--quick" in argv or os.environ.get("PHASEGATE_BENCH_QUICK") == "1"
-    count = int(os.environ.get("PHASEGATE_BENCH_ROLLOUTS", 200 if quick else 1000))
+    shards = int(os.environ.get("PHASEGATE_BENCH_SHARDS", 1))
+    if "--shards" in argv:
+        shards = int(argv[argv.index("--shards") + 1])
+    per_shard = int(os.environ.get("PHASEGATE_BENCH_ROLLOUTS", 200 if quick else 1000))
     seconds = float(os.environ.get("PHASEGATE_BENCH_WINDOW", 30 if quick else 60))
     delays = [
         float(ms) / 1000 for ms in os.environ.get("PHASEGATE_BENCH_DELAYS", "0,100,250").split(",")
     ]
-    return count, seconds, delays
+    return per_shard * shards, seconds, delays, shards
 
 
 def main(argv: list[str] | None = None) -> None:
-    count, seconds, delays = settings(argv if argv is not None else sys.argv[1:])
-    core = max(os.sched_getaffinity(0))
-    figures = run(count, seconds, delays, core)
+    count, seconds, delays, shards = settings(argv if argv is not None else sys.argv[1:])
+    available = sorted(os.sched_getaffinity(0), reverse=True)
+    cores = [available[i % len(available)] for i in range(shards)]
+    figures = run(count, seconds, delays, cores)
+    who = (
+        f"one operator on core {cores[0]}"
+        if shards == 1
+        else f"{shards} shards (operators) on cores {cores}"
+    )
     print(
-        f"scale: {count} rollouts at a {INTERVAL:g}s interval, one operator on core {core}, "
+        f"scale: {count} rollouts at a {INTERVAL:g}s interval, {who}, "
         f"Prometheus behind a delaying proxy; {seconds:g}s windows"
     )
     print(f"  all phases started {figures.ready_after_s:.0f}s after the operator started")
     print(f"  {figures.machine}")
     print(
-        "  delay | evals/s done / due | lag p50 / p99 (s) | operator's lag (mean) | peak RSS |"
-        " status writes/s (events/s) | Prometheus req/s | stable query sent | operator CPU"
-        " | machine load"
+        "  delay | evals/s done / due | lag p50 / p99 (s) | operator's own: lag (mean),"
+        " done/due | peak RSS | status writes/s (events/s) | Prometheus req/s"
+        " | stable query sent | operator CPU | machine load"
     )
     for w in figures.windows:
         print(
             f"  {w.delay_ms:>4}ms | {w.done / w.seconds:7.1f} / {w.due / w.seconds:5.1f}"
             f" ({100 * w.done / w.due:5.1f}%) |"
             f" {w.percentile(0.5):6.2f} / {w.percentile(0.99):6.2f}"
-            f"  | {w.operator_lag_mean_ms:8.0f} ms | {w.peak_rss_mib:5.0f} MiB |"
+            f"  | {w.operator_lag_mean_ms:8.0f} ms,"
+            f" {100 * w.operator_done / max(w.operator_due, 1):5.1f}% | {w.peak_rss_mib:5.0f} MiB |"
             f" {w.status_writes / w.seconds:6.1f} ({w.modified_events / w.seconds:5.1f})"
             f" | {w.requests / w.seconds:7.1f} | {w.stable_sent:5d} in {w.done} evaluations"
             f" | {100 * w.operator_cpu:3.0f}% | {w.load:.1f}"
