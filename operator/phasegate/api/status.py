@@ -35,7 +35,7 @@ def _field_order(cls: type[StatusModel]) -> tuple[str, ...]:
     return order
 
 
-def trusted(cls: type[_Record], **values: Any) -> _Record:
+def trusted(cls: type[_Record], values: dict[str, Any]) -> _Record:
     """A record of ``cls`` from every one of its fields, each already of the field's exact
     type (``float`` for a float, a member for an enum, the model for a nested record): the
     instance validation would build, without validating again. For the engine's hot paths,
@@ -43,7 +43,7 @@ def trusted(cls: type[_Record], **values: Any) -> _Record:
     their declared order: validated as usual."""
     if tuple(values) != _field_order(cls):
         return cls(**values)
-    record = _new(cls)
+    record = _new(cls)  # the dict is the record's own from here
     _set(record, "__dict__", values)
     _set(record, "__pydantic_fields_set__", set(values))
     _set(record, "__pydantic_extra__", None)

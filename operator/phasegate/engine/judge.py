@@ -32,38 +32,64 @@ def judge(
     """Judge ``criterion`` on the answers to its ``requests``. ``threshold``: the criterion's
     threshold as words, when the caller has it already."""
     canary = requests["canary"]
-    stable = requests.get("stable")
     threshold = threshold or criterion.describe_threshold()
-    value: float | None = None
-    values: dict[str, float] | None = None
-    # The common case first: one value against max and/or min, answered with one series.
     answer = measurements.get(canary.key)
-    if (
-        answer is not None
-        and answer.outcome is Outcome.VALUE
-        and len(answer.series) == 1
-        and len(requests) == 1
-        and canary.window is None
-        and criterion.consistency is None
-        and criterion.compare is None
-        and criterion.test is None
-    ):
-        value = next(iter(answer.series.values()))
-        if math.isnan(value):
+    if answer is not None and len(requests) == 1 and canary.window is None and one_value(criterion):
+        return judge_value(rule, criterion, metric, canary, threshold, answer)
+    stable = requests.get("stable")
+    verdict, reason, value, values = _judge(criterion, metric, requests, measurements, threshold)
+    stable_query = stable.query if stable else None
+    return _result(
+        rule, criterion, canary.query, stable_query, value, values, threshold, verdict, reason
+    )
+
+
+def one_value(criterion: Criterion) -> bool:
+    """Whether the criterion judges one value of the canary's query against max and/or min."""
+    return criterion.consistency is None and criterion.compare is None and criterion.test is None
+
+
+def judge_value(
+    rule: str,
+    criterion: Criterion,
+    metric: Metric,
+    request: QueryRequest,
+    threshold: str,
+    answer: Measurement,
+) -> CriterionResult:
+    """:func:`judge` for a criterion on :func:`one_value`, its one (canary) query answered
+    with ``answer``: the common case, in fewer steps."""
+    if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
+        value: float | None = next(iter(answer.series.values()))
+        if math.isnan(value):  # type: ignore[arg-type]
             verdict, reason = _early(metric, Verdict.NO_DATA, "the query returned NaN")
             value = None
         else:
-            passed, reason = _threshold(criterion, value, threshold)
+            passed, reason = _threshold(criterion, value, threshold)  # type: ignore[arg-type]
             verdict = Verdict.PASS if passed else Verdict.FAIL
     else:
-        verdict, reason, value, values = _judge(
-            criterion, metric, requests, measurements, threshold
-        )
+        asked: dict[Backend, QueryRequest] = {"canary": request}
+        answered = {request.key: answer}
+        verdict, reason, value, _ = _judge(criterion, metric, asked, answered, threshold)
+    return _result(rule, criterion, request.query, None, value, None, threshold, verdict, reason)
+
+
+def _result(
+    rule: str,
+    criterion: Criterion,
+    query: str,
+    stable_query: str | None,
+    value: float | None,
+    values: dict[str, float] | None,
+    threshold: str,
+    verdict: Verdict,
+    reason: str,
+) -> CriterionResult:
     fields = {
         "rule": rule,
         "metric": criterion.metric,
-        "query": canary.query,
-        "stable_query": stable.query if stable else None,
+        "query": query,
+        "stable_query": stable_query,
         "value": value,
         "values": values,
         "threshold": threshold,
@@ -71,7 +97,7 @@ def judge(
         "reason": reason,
     }
     if values is None and (value is None or type(value) is float):
-        return trusted(CriterionResult, **fields)  # of the fields' types: validating only copies
+        return trusted(CriterionResult, fields)  # of the fields' types: validating only copies
     return CriterionResult(**fields)
 
 

@@ -31,7 +31,7 @@ from phasegate.api.status import (
     shallow_copy,
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
-from phasegate.engine.judge import judge
+from phasegate.engine.judge import judge, judge_value
 from phasegate.engine.queries import phase_plan, plan_queries
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
@@ -209,16 +209,23 @@ class _Machine:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
         measurements, results = self.obs.measurements, self.results
         for rule in phase_plan(self.spec, self.namespace, index).rules:
-            if not all(key in measurements for key in rule.keys):
-                continue  # planned for another phase or state: no verdict either way
-            results[rule.rule_id] = judge(
-                rule.rule_id,
-                rule.criterion,
-                rule.metric,
-                rule.requests,
-                measurements,
-                rule.threshold,
-            )
+            if rule.one_value:
+                answer = measurements.get(rule.keys[0])
+                if answer is not None:
+                    request = rule.requests["canary"]
+                    results[rule.rule_id] = judge_value(
+                        rule.rule_id, rule.criterion, rule.metric, request, rule.threshold, answer
+                    )
+            elif all(key in measurements for key in rule.keys):
+                # (a rule not answered was planned for another phase or state: no verdict)
+                results[rule.rule_id] = judge(
+                    rule.rule_id,
+                    rule.criterion,
+                    rule.metric,
+                    rule.requests,
+                    measurements,
+                    rule.threshold,
+                )
 
     def check_metrics(self) -> bool:
         """Track consecutive query errors; hold (or roll back) when they last too long."""

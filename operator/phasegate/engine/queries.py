@@ -16,6 +16,7 @@ from datetime import timedelta
 from phasegate.api.spec import Criterion, Metric, Phase, RolloutSpec
 from phasegate.api.templates import render
 from phasegate.engine.inputs import Backend, QueryRequest
+from phasegate.engine.judge import one_value
 
 
 def template_values(
@@ -70,6 +71,7 @@ class RulePlan:
     requests: dict[Backend, QueryRequest]
     threshold: str  # the criterion's threshold in words, as status shows it
     keys: tuple[str, ...]  # of its requests: the rule is judged when all were answered
+    one_value: bool  # judged on the one value of its one query (judge.judge_value)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
         requests = requests_for(spec, namespace, phase, rule)
         keys = tuple(r.key for r in requests.values())
         metric = spec.metric(rule.metric)
-        rules.append(RulePlan(rule_id, rule, metric, requests, rule.describe_threshold(), keys))
+        single = len(requests) == 1 and requests["canary"].window is None and one_value(rule)
+        threshold = rule.describe_threshold()
+        rules.append(RulePlan(rule_id, rule, metric, requests, threshold, keys, single))
     distinct: dict[str, QueryRequest] = {}
     for planned in rules:
         for request in planned.requests.values():
