@@ -32,7 +32,7 @@ from phasegate.api.status import (
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
 from phasegate.engine.judge import judge, judge_value
-from phasegate.engine.queries import phase_plan, plan_queries
+from phasegate.engine.queries import PhasePlan, phase_plan, plan_queries
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
 HANDLED_CONTROLS = 32
@@ -138,6 +138,7 @@ class _Machine:
     workload: WorkloadAction | None = None
     results: dict[str, CriterionResult] = field(default_factory=dict)
     control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
+    plans: dict[int, PhasePlan] = field(default_factory=dict)  # by phase index
 
     # ---- the steps of one evaluation -------------------------------------------------
 
@@ -208,7 +209,7 @@ class _Machine:
     def judge_rules(self, index: int) -> None:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
         measurements, results = self.obs.measurements, self.results
-        for rule in phase_plan(self.spec, self.namespace, index).rules:
+        for rule in self.plan(index).rules:
             if rule.one_value:
                 answer = measurements.get(rule.keys[0])
                 if answer is not None:
@@ -262,7 +263,7 @@ class _Machine:
         return True
 
     def check_rollback(self) -> bool:
-        plan = phase_plan(self.spec, self.namespace, self.current.index)
+        plan = self.plan(self.current.index)
         fired = [(rule, w) for rule, w in plan.rollback_triggers if self.sustained(rule, w)]
         after = self.spec.breach_rollback_after
         if after is not None:
@@ -275,7 +276,7 @@ class _Machine:
         return True
 
     def check_hold(self) -> bool:
-        plan = phase_plan(self.spec, self.namespace, self.current.index)
+        plan = self.plan(self.current.index)
         fired = [(rule, w) for rule, w in plan.hold_triggers if self.sustained(rule, w)]
         if not fired or self.current.started_at is None:
             return False
@@ -289,9 +290,10 @@ class _Machine:
         if cp.started_at is None:
             return
         phase = self.spec.phases[cp.index]
-        offsets = phase.checkpoint_offsets
+        plan = self.plan(cp.index)
+        offsets = plan.offsets
         elapsed = cp.elapsed(self.now)
-        wanted = phase_plan(self.spec, self.namespace, cp.index).success_criteria
+        wanted = plan.success_criteria
         criteria = [self.results[rule] for rule in wanted if rule in self.results]
         # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
         deferred = len(criteria) < len(wanted) or any(r.verdict is Verdict.ERROR for r in criteria)
@@ -635,6 +637,12 @@ class _Machine:
 
     # ---- helpers --------------------------------------------------------------------------
 
+    def plan(self, index: int) -> PhasePlan:
+        plan = self.plans.get(index)
+        if plan is None:
+            plan = self.plans[index] = phase_plan(self.spec, self.namespace, index)
+        return plan
+
     @property
     def current(self) -> PhaseStatus:
         assert self.s.current_phase is not None
@@ -712,7 +720,7 @@ class _Machine:
         head = f"{phase.name} {phase.weight}%"
         if cp.started_at is None:
             return f"{head}: setting the canary weight (route shows {self.s.canary_weight}%)"
-        offsets = phase.checkpoint_offsets
+        offsets = self.plan(cp.index).offsets
         judged = cp.checkpoints_judged
         if judged:
             last = next(c for c in reversed(self.s.checkpoints) if c.phase == phase.name)
@@ -739,7 +747,7 @@ class _Machine:
                 return max(timedelta(0), min(interval, phase.not_before - self.now))
         if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
             phase = self.spec.phases[cp.index]
-            offsets = phase.checkpoint_offsets
+            offsets = self.plan(cp.index).offsets
             due = (
                 offsets[cp.checkpoints_judged]
                 if cp.checkpoints_judged < len(offsets)

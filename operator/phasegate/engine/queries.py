@@ -81,6 +81,7 @@ class PhasePlan:
     success_criteria: tuple[str, ...]  # the rule ids, in order
     rollback_triggers: tuple[tuple[str, timedelta], ...]  # rule id and its ``for``
     hold_triggers: tuple[tuple[str, timedelta], ...]
+    offsets: tuple[timedelta, ...]  # Phase.checkpoint_offsets
 
 
 _PLANS: OrderedDict[tuple[int, str, int], tuple[RolloutSpec, PhasePlan]] = OrderedDict()
@@ -115,6 +116,7 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
         tuple(f"successCriteria[{i}]" for i in range(len(phase.success_criteria))),
         tuple((f"rollbackTriggers[{i}]", t.for_) for i, t in enumerate(phase.rollback_triggers)),
         tuple((f"holdTriggers[{i}]", t.for_) for i, t in enumerate(phase.hold_triggers)),
+        tuple(phase.checkpoint_offsets),
     )
     with _PLANS_LOCK:
         _PLANS[key] = (spec, plan)  # the spec is held, so its id cannot be reused meanwhile
