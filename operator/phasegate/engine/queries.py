@@ -85,7 +85,9 @@ class PhasePlan:
 
 
 _PLANS: OrderedDict[tuple[int, str, int], tuple[RolloutSpec, PhasePlan]] = OrderedDict()
-_PLANS_KEPT = 64  # a few evaluations in flight at once; a miss only renders again
+# One per rollout and phase being evaluated: the operator keeps a rollout's spec object as
+# long as its spec does not change, so a plan is made once per spec (a miss only plans again).
+_PLANS_KEPT = 4096
 _PLANS_LOCK = threading.Lock()
 
 

@@ -103,15 +103,19 @@ def register(
         loop = asyncio.get_running_loop()
         due, period, late = loop.time(), 0.0, False
         while not stopped:
-            current = copy.deepcopy(dict(body))
+            # A copy of the top level only: kopf gives each watch event a new object and
+            # changes none it gave, and an evaluation changes nothing it reads.
+            current = dict(body)
             meta = current["metadata"]
+            if written is not None and meta.get("resourceVersion") != written_over:
+                written = None  # the watch has caught up with our write (or gone past it)
             try:
                 if reread:
                     current = await asyncio.to_thread(
                         ctx.kube.get_rollout, meta["namespace"], meta["name"]
                     )
-                elif written is not None and meta.get("resourceVersion") == written_over:
-                    current = copy.deepcopy(written)
+                elif written is not None:
+                    current = written
                 # Lag: from when the evaluation was due (the previous one's start plus the
                 # delay it asked for) to now. Every due time that passed counts as due.
                 started = loop.time()

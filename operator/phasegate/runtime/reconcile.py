@@ -85,10 +85,26 @@ class Context:
     unwritten_history: dict[tuple[str, str], tuple[list[PhaseRecord], list[PhaseRecord]]] = field(
         default_factory=dict
     )
+    # Each rollout's spec as last received, and it validated (or the problems found).
+    specs: dict[tuple[str, str], tuple[Any, RolloutSpec | None, list[str]]] = field(
+        default_factory=dict
+    )
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept in memory for a deleted rollout."""
         self.unwritten_history.pop((namespace, name), None)
+        self.specs.pop((namespace, name), None)
+
+    def spec(self, namespace: str, name: str, raw: Any) -> tuple[RolloutSpec | None, list[str]]:
+        """The rollout's spec validated, or why it is invalid: validated again only when it
+        changed, so that one spec object serves its evaluations (and the engine's plans of its
+        phases, kept per spec object, are made once)."""
+        kept = self.specs.get((namespace, name))
+        if kept is not None and (kept[0] is raw or kept[0] == raw):
+            return kept[1], kept[2]
+        spec, problems = validate_spec(raw)
+        self.specs[(namespace, name)] = (raw, spec, problems)
+        return spec, problems
 
     def prometheus(self, settings: PrometheusSettings) -> Prometheus:
         if settings not in self.providers:
@@ -270,7 +286,7 @@ async def evaluate_once(
         bound.warning("status unreadable; starting from an empty status", error=str(error))
         status = RolloutStatus()
 
-    spec, problems = validate_spec(body.get("spec"))
+    spec, problems = ctx.spec(namespace, name, body.get("spec"))
     if spec is None:
         evaluation = invalid(status, "; ".join(problems), now, generation=generation)
         try:

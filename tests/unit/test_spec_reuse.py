@@ -1,0 +1,29 @@
+"""The operator validates a rollout's spec once per change, not once per evaluation."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+from phasegate.engine.queries import phase_plan
+from phasegate.kube import Kube
+from phasegate.runtime.reconcile import Context
+from phasegate.runtime.telemetry import Telemetry
+from support.world import release
+
+
+def test_an_unchanged_spec_is_one_object_and_a_changed_one_is_validated_again() -> None:
+    ctx = Context(kube=cast(Kube, None), telemetry=Telemetry())
+    raw: dict[str, Any] = release()["spec"]
+    first, problems = ctx.spec("shop", "web", raw)
+    assert first is not None and problems == []
+    again, _ = ctx.spec("shop", "web", copy.deepcopy(raw))  # a new watch event, same spec
+    assert again is first
+    assert phase_plan(again, "shop", 0) is phase_plan(first, "shop", 0), "planned once"
+    changed = {**raw, "revision": "v2"}
+    second, _ = ctx.spec("shop", "web", changed)
+    assert second is not first and second is not None and second.revision == "v2"
+    invalid, problems = ctx.spec("shop", "web", {**raw, "phases": []})
+    assert invalid is None and problems
+    ctx.forget("shop", "web")
+    assert ctx.spec("shop", "web", raw)[0] is not first, "forgotten with its rollout"
