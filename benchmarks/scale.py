@@ -390,9 +390,23 @@ def bad_rollout(world: World, proxy: DelayingProxy) -> float:
 class Figures:
     windows: list[Window]
     ready_after_s: float
+    settled_after_s: float | None  # then a whole interval passed without a status write
     bad_rollout_s: float | None
     bad_delay_ms: int
     machine: str  # how fast the machine ran Python during the run
+
+
+def settle(writes: StatusWrites, quiet: float = INTERVAL, limit: float = 300.0) -> float | None:
+    """Seconds until a whole interval passed without a status write (the phases' starts have
+    been written, and the late evaluations they caused caught up): steady state. None when
+    that did not happen within ``limit``: the windows then measure an operator still behind."""
+    began = time.monotonic()
+    while time.monotonic() < began + limit:
+        time.sleep(1)
+        last = writes.writes[-1] if writes.writes else 0.0
+        if time.time() - last >= quiet and time.monotonic() - began >= quiet:
+            return time.monotonic() - began
+    return None
 
 
 def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Figures:
@@ -416,6 +430,7 @@ def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Fi
             time.sleep(1)
         ready = time.monotonic() - began
         writes = StatusWrites(world)
+        settled = settle(writes)
         windows = []
         for delay in delays:
             proxy.delay = delay
@@ -432,7 +447,7 @@ def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Fi
         for operator in operators:
             operator.stop()
         proxy.stop()
-        return Figures(windows, ready, bad, round(bad_delay * 1000), machine.describe())
+        return Figures(windows, ready, settled, bad, round(bad_delay * 1000), machine.describe())
 
 
 def settings(argv: list[str]) -> tuple[int, float, list[float], int]:
@@ -463,6 +478,13 @@ def main(argv: list[str] | None = None) -> None:
         f"Prometheus behind a delaying proxy; {seconds:g}s windows"
     )
     print(f"  all phases started {figures.ready_after_s:.0f}s after the operator started")
+    if figures.settled_after_s is None:
+        print("  no interval without a status write within 300s after that: not steady")
+    else:
+        print(
+            f"  steady (an interval without a status write) {figures.settled_after_s:.0f}s later;"
+            " the windows follow"
+        )
     print(f"  {figures.machine}")
     print(
         "  delay | evals/s done / due | lag p50 / p99 (s) | operator's own: lag (mean),"
