@@ -3,6 +3,8 @@ a shard whose active replica dies is taken over by its standby, not by another s
 
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import yaml
@@ -24,13 +26,17 @@ def weights_reported(process: Process) -> set[str]:
     }
 
 
+def owner(namespace: str, name: str, shards: int) -> int:
+    return next(i for i in range(shards) if Shard(i, shards).owns(namespace, name))
+
+
 def test_each_rollout_is_evaluated_by_one_shard_and_a_shards_standby_takes_over(
     world: World,
 ) -> None:
     owners: dict[str, int] = {}
     for n in range(200):  # two rollouts per shard, in this test's namespace
         name = f"r{n}"
-        shard = next(i for i in range(SHARDS) if Shard(i, SHARDS).owns(world.ns, name))
+        shard = owner(world.ns, name, SHARDS)
         if list(owners.values()).count(shard) < 2:
             owners[name] = shard
         if len(owners) == 2 * SHARDS:
@@ -109,3 +115,45 @@ def check_shards(world: World, owners: dict[str, int], peerings: list[str]) -> N
     world.wait(lambda s: s.get("state") == "Paused", name=name, what="the pause, applied")
     assert [weights_reported(p) for p in active[1:]] == seen[1:], "no other shard took any"
     assert weights_reported(standby) == mine
+
+
+def test_changing_the_number_of_shards_moves_rollouts_without_a_decision_twice_or_a_gap(
+    world: World,
+) -> None:
+    """2 shards become 3 as a Deployment update does it: the new ones start while the old
+    ones still run, then the old ones stop. Rollouts whose owner changes are evaluated by
+    both for a while; their status writes are conditional on the version evaluated, so each
+    checkpoint is judged once, none skipped, and every rollout goes on under its new owner."""
+    names = [f"m{n}" for n in range(8)]  # all 8 staying put has odds of (1/3)^8
+    offsets = [f"{s}s" for s in range(4, 29, 4)]
+    for name in names:
+        spec = release(name)["spec"]
+        spec["trafficRouting"]["gatewayAPI"]["httpRoute"] = name
+        # Only "web" gets load: these are judged on nothing, the checkpoints still count.
+        for phase in spec["phases"]:
+            phase.update(successCriteria=[], rollbackTriggers=[], holdTriggers=[])
+        spec["phases"][0].update(duration="28s", checkpoints=offsets)
+        world.apply(route(name), release(name, **spec))
+    old = [world.start_operator(f"old-{i}", "--standalone", "--shard", f"{i}/2") for i in (0, 1)]
+    for name in names:
+        world.wait(lambda s: s.get("canaryWeight") == 10, name=name, what=f"{name}'s canary")
+    new = [world.start_operator(f"new-{i}", "--standalone", "--shard", f"{i}/3") for i in range(3)]
+    for i, process in enumerate(new):  # both generations evaluate now
+        mine = {n for n in names if Shard(i, 3).owns(world.ns, n)}
+        world.wait(
+            lambda _, p=process, m=mine: weights_reported(p) == m,  # type: ignore[misc]
+            name=names[0],
+            what=f"new shard {i} evaluating its rollouts",
+        )
+    moved = {n for n in names if owner(world.ns, n, 2) != owner(world.ns, n, 3)}
+    for process in old:
+        process.stop()
+    for name in names:
+        status = world.wait(lambda s: s.get("state") == "Succeeded", name=name, timeout=90)
+        judged = [c["offset"] for c in status["checkpoints"] if c["phase"] == "canary"]
+        assert judged == offsets, f"{name}: each checkpoint judged once, in order ({judged})"
+        canary = [c for c in status["checkpoints"] if c["phase"] == "canary"]
+        times = [datetime.fromisoformat(c["time"]) for c in canary]
+        gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
+        assert max(gaps) < 4 + 4, f"{name}: checkpoints 4s apart came {gaps}s apart: a gap"
+    assert moved, "the names chosen move some rollouts between shards"
