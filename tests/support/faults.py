@@ -84,6 +84,10 @@ class FaultProxy:
         self.answered: list[tuple[Request, int]] = []  # every request sent on, and its status
         self.errors: list[str] = []  # predicates that raised
         self.killed: list[int] = []  # the PIDs a kill fault killed
+        # Kill faults whose request was sent on, but whose sender another kill fault (of a
+        # request it made at the same time) had killed before the answer came back: a crash
+        # right after that write all the same.
+        self.died_anyway = 0
         self.victim: Callable[[], int | None] = lambda: None  # the operator's PID, for kill
         self.port = 0
         self._lock = threading.Lock()
@@ -168,6 +172,16 @@ class FaultProxy:
         if fault == "timeout":
             await asyncio.sleep(self.hold)
             return _status(504, "Timeout", "injected: held past the client's timeout")
+        try:
+            return await self._forward(incoming, raw, request, fault)
+        except asyncio.CancelledError:  # the sender hung up: it died
+            if fault == "kill":
+                self.died_anyway += 1
+            raise
+
+    async def _forward(
+        self, incoming: web.Request, raw: bytes, request: Request, fault: str | None
+    ) -> web.StreamResponse:
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in HOP_BY_HOP}
         async with self._session.request(
             incoming.method,
