@@ -157,3 +157,10 @@ def test_changing_the_number_of_shards_moves_rollouts_without_a_decision_twice_o
         gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
         assert max(gaps) < 4 + 4, f"{name}: checkpoints 4s apart came {gaps}s apart: a gap"
     assert moved, "the names chosen move some rollouts between shards"
+    for name in names:  # each shard has its finalizer; the gone layout's are removed
+        expected = [f"phasegate.dev/finalizer-shard-{owner(world.ns, name, 3)}-of-3"]
+        world.wait(
+            lambda _, n=name, e=expected: world.rollout(n)["metadata"].get("finalizers") == e,  # type: ignore[misc]
+            name=name,
+            what=f"{name}'s finalizers {expected}",
+        )

@@ -30,6 +30,7 @@ from phasegate.traffic.weighted import WeightedRouter
 
 log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
+FINALIZER = f"{PREFIX}/finalizer"
 
 
 def configure_kopf(
@@ -38,13 +39,14 @@ def configure_kopf(
     peering: str | None,
     priority: int = 0,
     peering_lifetime: int = 15,
+    shard: Shard | None = None,
 ) -> None:
     """kopf's own progress in annotations under our prefix, never in our status schema."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.finalizer = finalizer(shard)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -54,6 +56,25 @@ def configure_kopf(
         settings.peering.priority = priority  # replicas need distinct priorities: the highest acts
         settings.peering.lifetime = peering_lifetime
     settings.networking.request_timeout = 30
+
+
+def finalizer(shard: Shard | None) -> str:
+    """The finalizer kopf puts on the rollouts it evaluates (its daemons and the route's
+    restoration need one). Each shard has its own: kopf removes its finalizer from objects
+    none of its handlers match, so shards sharing one would take it off each other's
+    rollouts and put it back, for ever."""
+    return FINALIZER if shard is None else f"{FINALIZER}-shard-{shard.index}-of-{shard.count}"
+
+
+def foreign_finalizers(body: dict[str, Any], shard: Shard | None) -> list[str]:
+    """Finalizers other operator generations left (before a change of shards): the owner
+    removes them, so that a shard that is gone cannot block a deletion."""
+    ours = finalizer(shard)
+    return [
+        f
+        for f in body.get("metadata", {}).get("finalizers") or []
+        if f.startswith(FINALIZER) and f != ours
+    ]
 
 
 def register(
@@ -71,7 +92,11 @@ def register(
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(
-            settings, peering=peering, priority=priority, peering_lifetime=peering_lifetime
+            settings,
+            peering=peering,
+            priority=priority,
+            peering_lifetime=peering_lifetime,
+            shard=shard,
         )
         memo["context"] = context
 
@@ -107,6 +132,8 @@ def register(
             # changes none it gave, and an evaluation changes nothing it reads.
             current = dict(body)
             meta = current["metadata"]
+            if foreign := foreign_finalizers(current, shard):
+                await _remove_finalizers(ctx, current, foreign)
             if written is not None and meta.get("resourceVersion") != written_over:
                 written = None  # the watch has caught up with our write (or gone past it)
             try:
@@ -194,6 +221,36 @@ def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[...,
             routes.offer(key, copy.deepcopy(dict(body)))
 
     return route_changed
+
+
+async def _remove_finalizers(ctx: Context, body: dict[str, Any], names: list[str]) -> None:
+    """Remove ``names`` from the rollout's finalizers, over the list as read (a JSON patch
+    that tests it): a list changed meanwhile is left for the next evaluation."""
+    meta = body["metadata"]
+    current = list(meta.get("finalizers") or [])
+    kept = [f for f in current if f not in names]
+    patch = [
+        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "replace", "path": "/metadata/finalizers", "value": kept},
+    ]
+    try:
+        await asyncio.to_thread(
+            ctx.kube.json_patch_custom,
+            GROUP,
+            VERSION,
+            PLURAL,
+            meta["namespace"],
+            meta["name"],
+            patch,
+        )
+        log.info(
+            "removed finalizers of another shard layout",
+            namespace=meta["namespace"],
+            rollout=meta["name"],
+            finalizers=names,
+        )
+    except Exception as error:  # the next evaluation tries again
+        log.info("finalizers not removed yet", rollout=meta["name"], error=str(error))
 
 
 def make_context(

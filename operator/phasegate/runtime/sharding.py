@@ -9,6 +9,12 @@ N, a rollout can briefly be owned by an old-N and a new-N shard at once: both ma
 and status writes conditional on the version evaluated keep that from losing or repeating a
 decision (docs/semantics.md, "Order of writes"). It is owned by none only while no shard of
 either N that owns it is up.
+
+Each shard puts a finalizer of its own on the rollouts it owns
+(``phasegate.dev/finalizer-shard-I-of-N``): kopf takes its finalizer off objects none of its
+handlers match, so shards sharing one would take it off each other's rollouts and put it
+back without end. A rollout's owner removes the finalizers of other layouts (an earlier N,
+or no sharding), so that a shard that is gone never blocks a deletion.
 """
 
 from __future__ import annotations
