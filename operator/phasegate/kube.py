@@ -307,6 +307,28 @@ class Kube:
         user = answer.status.user_info if answer.status else None
         return str(user.username) if user is not None and user.username else None
 
+    def may(
+        self, verb: str, group: str, resource: str, namespace: str | None = None
+    ) -> bool | None:
+        """Whether the API server lets this client ``verb`` the ``resource`` (cluster-wide, or
+        in ``namespace``), by a SelfSubjectAccessReview; None where it cannot say."""
+        review = kubernetes.client.V1SelfSubjectAccessReview(
+            api_version="authorization.k8s.io/v1",
+            kind="SelfSubjectAccessReview",
+            spec=kubernetes.client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=kubernetes.client.V1ResourceAttributes(
+                    verb=verb, group=group, resource=resource, namespace=namespace
+                )
+            ),
+        )
+        try:
+            authorization = kubernetes.client.AuthorizationV1Api(self.api)
+            with translated():
+                answer = authorization.create_self_subject_access_review(review)
+        except (NotFound, Forbidden):
+            return None
+        return bool(answer.status.allowed) if answer.status else None
+
     def merge_patch_custom(
         self,
         group: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from phasegate.traffic.cache import RouteCache, newer
 
@@ -64,3 +64,21 @@ def test_a_copy_nothing_confirmed_for_max_age_is_read_again() -> None:
     assert cache.get(ROUTE) == route("7")
     now[0] = 111
     assert cache.get(ROUTE) is None, "unconfirmed for more than a minute"
+
+
+def test_only_kinds_the_api_lets_the_operator_list_and_watch_are_watched() -> None:
+    from phasegate.kube import Kube
+    from phasegate.runtime.operator import watchable_kinds
+
+    class Answers:
+        def may(self, verb: str, group: str, resource: str, namespace: str | None) -> bool | None:
+            if resource == "virtualservices":
+                return verb != "watch"  # list only: not enough
+            return None if resource == "trafficsplits" else namespace != "pay"
+
+    kube = cast(Kube, Answers())
+    assert watchable_kinds(kube, ()) == {
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("split.smi-spec.io", "trafficsplits"),  # an API that cannot say is taken as yes
+    }
+    assert watchable_kinds(kube, ("shop", "pay")) == {("split.smi-spec.io", "trafficsplits")}

@@ -125,12 +125,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--traffic-providers",
         type=_providers,
-        default=("gatewayAPI", "istio", "smi", "nginx"),
+        default=None,
         metavar="LIST",
-        help="the traffic providers whose objects the operator may list and watch, comma "
-        "separated: their routes are watched instead of read at every evaluation; a provider "
-        "left out is still steered, reading its route each time (default: all: "
-        "gatewayAPI,istio,smi,nginx)",
+        help="the traffic providers whose routes are watched instead of read at every "
+        "evaluation, comma separated (gatewayAPI,istio,smi); a provider left out is still "
+        "steered, reading its route each time (default: those whose kinds the API lets this "
+        "operator list and watch, asked at start)",
     )
     run.add_argument(
         "--prometheus-max-in-flight",

@@ -223,6 +223,23 @@ def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[...,
     return route_changed
 
 
+def watchable_kinds(kube: Kube, namespaces: tuple[str, ...]) -> set[tuple[str, str]]:
+    """(group, plural) of the route kinds this operator may list and watch in every place it
+    works (all namespaces, or each one given); an API that cannot say is taken as yes."""
+    places: tuple[str | None, ...] = namespaces or (None,)
+    allowed = {
+        (group, plural)
+        for group, _, plural in WATCHED_ROUTES
+        if all(
+            kube.may(verb, group, plural, place) is not False
+            for verb in ("list", "watch")
+            for place in places
+        )
+    }
+    log.info("routes read from watches", kinds=sorted(f"{p}.{g}" for g, p in allowed))
+    return allowed
+
+
 async def _remove_finalizers(ctx: Context, body: dict[str, Any], names: list[str]) -> None:
     """Remove ``names`` from the rollout's finalizers, over the list as read (a JSON patch
     that tests it): a list changed meanwhile is left for the next evaluation."""
@@ -258,8 +275,11 @@ def make_context(
     *,
     max_in_flight: int = 64,
     coalesce_window: float = 0.5,
-    traffic_providers: tuple[str, ...] = (),
+    traffic_providers: tuple[str, ...] | None = (),
+    namespaces: tuple[str, ...] = (),
 ) -> Context:
+    """What evaluations share. ``traffic_providers``: those whose routes are watched; None:
+    those whose route kinds the API lets this operator list and watch where it works."""
     from phasegate.notify.cluster import make_notifier
     from phasegate.runtime.telemetry import standard
 
@@ -272,5 +292,9 @@ def make_context(
         notifier=make_notifier(kube, telemetry),
         max_in_flight=max_in_flight,
         coalesce_window=coalesce_window,
-        routes=RouteCache(watched_kinds(traffic_providers)),
+        routes=RouteCache(
+            watched_kinds(traffic_providers)
+            if traffic_providers is not None
+            else watchable_kinds(kube, namespaces)
+        ),
     )

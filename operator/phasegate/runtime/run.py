@@ -26,9 +26,9 @@ class RunOptions:
     prometheus: str | None = None
     prometheus_max_in_flight: int = 64
     prometheus_coalesce_window: float = 0.5
-    # The providers whose objects the operator may list and watch: their routes are watched
-    # and read from the watch (the chart passes rbac.trafficProviders).
-    traffic_providers: tuple[str, ...] = ()
+    # The providers whose routes are watched and read from the watch (the chart passes
+    # rbac.trafficProviders); None: those whose kinds the API lets the operator list and watch.
+    traffic_providers: tuple[str, ...] | None = None
     health_port: int = 8080
     metrics_port: int = 8081
     log_level: str = "INFO"
@@ -53,6 +53,7 @@ async def run(options: RunOptions) -> None:
         max_in_flight=options.prometheus_max_in_flight,
         coalesce_window=options.prometheus_coalesce_window,
         traffic_providers=options.traffic_providers,
+        namespaces=options.namespaces,
     )
     registry = kopf.OperatorRegistry()
     if options.hub:
