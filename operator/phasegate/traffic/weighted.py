@@ -82,8 +82,7 @@ class WeightedRouter:
             )
         except NotFound:
             raise RouteError(f"{self.title} not found") from None
-        if self.cache is not None:
-            self.cache.get(self.key)  # keep it current from now on
+        if self.cache is not None:  # kept only if asked for above (a fresh read is not)
             self.cache.offer(self.key, obj)
         return obj
 
