@@ -485,11 +485,14 @@ def test_label_and_field_selectors_filter_lists(kube: Api) -> None:
 
 
 def test_watch_from_a_resource_version_sends_only_later_changes(kube: Api) -> None:
-    kube.ok("POST", kube.cm, configmap("before"))
+    # Selected by label: the cluster publishes kube-root-ca.crt into a new namespace whenever
+    # its controller gets to it, which can be after the mark.
+    kube.ok("POST", kube.cm, configmap("before", {"test": "rv"}))
     mark = kube.ok("GET", kube.cm)["metadata"]["resourceVersion"]
-    kube.ok("POST", kube.cm, configmap("after"))
+    kube.ok("POST", kube.cm, configmap("after", {"test": "rv"}))
     kube.ok("DELETE", f"{kube.cm}/before")
-    events = kube.stream(kube.cm, {"resourceVersion": mark, "timeoutSeconds": "1"})
+    query = {"resourceVersion": mark, "timeoutSeconds": "1", "labelSelector": "test=rv"}
+    events = kube.stream(kube.cm, query)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
         ("ADDED", "after"),
         ("DELETED", "before"),
