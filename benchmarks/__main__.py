@@ -1,7 +1,8 @@
-"""`python -m benchmarks [engine|localapi|operator|scale|dashboard|footprint] [--quick]
+"""`python -m benchmarks [engine|localapi|operator|scale|dashboard|notify|footprint] [--quick]
 [--shards N]`: engine throughput and status size over the reference release, the local API,
 the operator, the operator at scale behind a slow Prometheus (--shards: that many operators,
-each with as many rollouts), the dashboard with 100 rollouts, the install's footprint."""
+each with as many rollouts), the dashboard with 100 rollouts, notifications, the install's
+footprint."""
 
 from __future__ import annotations
 
@@ -65,7 +66,14 @@ def engine_walk() -> dict[str, float]:
 
 def main() -> None:
     every = {"engine", "localapi", "operator", "scale", "dashboard", "notify", "footprint"}
-    which = set(sys.argv[1:]) & every or every  # the rest are options, e.g. scale's --shards 3
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
+    # the rest are options: --quick, --shards N
+    unknown = [a for a in sys.argv[1:] if a[:1] != "-" and not a.isdigit() and a not in every]
+    if unknown:
+        sys.exit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(sorted(every))}")
+    which = set(sys.argv[1:]) & every or every
     if "engine" in which:
         engine()
     if "localapi" in which:
