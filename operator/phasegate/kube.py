@@ -23,6 +23,11 @@ from kubernetes.client import (
 
 from phasegate import GROUP, PLURAL, VERSION
 
+# The body type every create names: the client sends a POST without a Content-Type, which
+# kube-apiserver takes as JSON but a proxy in between may not (one forwarding it as
+# application/octet-stream is answered 415).
+JSON = "application/json"
+
 
 class NotFound(LookupError):
     """The object does not exist."""
@@ -243,7 +248,7 @@ class Kube:
         body: Any = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
         try:
             with translated():
-                self.core.create_namespaced_config_map(namespace, body)
+                self.core.create_namespaced_config_map(namespace, body, _content_type=JSON)
             return
         except Conflict:
             pass  # it exists: replaced below, only if it is the owner's
@@ -288,7 +293,7 @@ class Kube:
     ) -> dict[str, Any]:
         with translated():
             created = self.custom.create_namespaced_custom_object(
-                group, version, namespace, plural, body
+                group, version, namespace, plural, body, _content_type=JSON
             )
             return cast(dict[str, Any], created)
 
@@ -301,7 +306,7 @@ class Kube:
         try:
             authentication = kubernetes.client.AuthenticationV1Api(self.api)
             with translated():
-                answer = authentication.create_self_subject_review(review)
+                answer = authentication.create_self_subject_review(review, _content_type=JSON)
         except NotFound:
             return None
         user = answer.status.user_info if answer.status else None
@@ -324,7 +329,7 @@ class Kube:
         try:
             authorization = kubernetes.client.AuthorizationV1Api(self.api)
             with translated():
-                answer = authorization.create_self_subject_access_review(review)
+                answer = authorization.create_self_subject_access_review(review, _content_type=JSON)
         except Exception:  # an answer of any other kind says nothing either: never fatal
             return None
         return bool(answer.status.allowed) if answer.status else None

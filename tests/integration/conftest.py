@@ -65,6 +65,13 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         yield world
 
 
+@pytest.fixture(params=BACKENDS)
+def nginx_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The stack with an NGINX stable Ingress (and the canary one phasegate makes)."""
+    with running_world(request, tmp_path, request.param, "nginx") as world:
+        yield world
+
+
 @pytest.fixture(
     params=[
         pytest.param((backend, provider), id=f"{provider}-{backend}", marks=marks)

@@ -310,6 +310,22 @@ def test_evaluations_read_the_route_from_the_watch_not_with_a_get_each(
     """Every request the operator makes goes through a proxy that records it: over a phase of
     1s evaluations the route is read once, then kept current by the watch (the drift test
     above shows a change by someone else still reaches it)."""
+    done, reads = route_reads(world, tmp_path, [world.route_path()])
+    assert done >= 5, f"only {done:g} evaluations in 8s"
+    assert reads <= 2, f"{reads} GETs of the route over {done:g} evaluations"
+
+
+def test_evaluations_read_both_ingresses_from_the_watch(nginx_world: World, tmp_path: Path) -> None:
+    """The same with NGINX: the stable Ingress and the canary one phasegate made."""
+    paths = [object_path(nginx_world, name) for name in ("web", "web-canary")]
+    done, reads = route_reads(nginx_world, tmp_path, paths)
+    assert done >= 5, f"only {done:g} evaluations in 8s"
+    assert reads <= 4, f"{reads} GETs of the Ingresses over {done:g} evaluations"
+
+
+def route_reads(world: World, tmp_path: Path, paths: list[str]) -> tuple[float, int]:
+    """(evaluations, GETs of ``paths``) over 8s of a canary phase of 1s evaluations, the
+    operator's every request through a recording proxy."""
     upstream = world.stack.operator_kubeconfig or world.stack.kubeconfig
     with FaultProxy(upstream) as proxy:
         world.stack.operator_kubeconfig = proxy.kubeconfig(upstream, tmp_path / "proxied")
@@ -317,16 +333,15 @@ def test_evaluations_read_the_route_from_the_watch_not_with_a_get_each(
             operator = world.start_operator()
         finally:
             world.stack.operator_kubeconfig = upstream
-        spec = release()["spec"]
+        spec = release(trafficRouting=world.routing)["spec"]
         spec["phases"][0]["duration"] = "30s"
         world.apply(release(**spec))
         world.wait(lambda s: started(s, "canary"), timeout=60)
         before = evaluations(operator)
         time.sleep(8)  # a window of 1s evaluations, counted below, not a wait for an outcome
         done = evaluations(operator) - before
-        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path == world.route_path()]
-    assert done >= 5, f"only {done:g} evaluations in 8s"
-    assert len(reads) <= 2, f"{len(reads)} GETs of the route over {done:g} evaluations"
+        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path in paths]
+    return done, len(reads)
 
 
 def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(

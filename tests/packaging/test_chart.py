@@ -134,6 +134,8 @@ def test_each_traffic_provider_adds_the_rights_on_its_own_objects_only() -> None
         *(("networking.istio.io", "virtualservices", v) for v in ("get", "list", "watch", "patch")),
         *(("split.smi-spec.io", "trafficsplits", v) for v in ("get", "list", "watch", "patch")),
         ("networking.k8s.io", "ingresses", "get"),
+        ("networking.k8s.io", "ingresses", "list"),
+        ("networking.k8s.io", "ingresses", "watch"),
         ("networking.k8s.io", "ingresses", "create"),
         ("networking.k8s.io", "ingresses", "patch"),
         ("networking.k8s.io", "ingresses", "delete"),

@@ -187,7 +187,9 @@ class FaultProxy:
             incoming.method,
             self.server + incoming.rel_url.raw_path_qs,
             headers=headers,
-            data=raw or None,  # no body, no Content-Type (the API refuses one on a GET)
+            data=raw or None,
+            # The request as it came: a body sent without a Content-Type gets none added.
+            skip_auto_headers=("Content-Type",),
         ) as answer:
             self.answered.append((request, answer.status))
             if fault == "kill":

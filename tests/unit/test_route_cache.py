@@ -74,6 +74,8 @@ def test_only_kinds_the_api_lets_the_operator_list_and_watch_are_watched() -> No
         def may(self, verb: str, group: str, resource: str, namespace: str | None) -> bool | None:
             if resource == "virtualservices":
                 return verb != "watch"  # list only: not enough
+            if resource == "ingresses":
+                return False
             return None if resource == "trafficsplits" else namespace != "pay"
 
     kube = cast(Kube, Answers())

@@ -60,7 +60,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # Ingresses of other names are only read (the stable one), never changed.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 # Promotion: the stable Deployment takes the canary's template; the canary scales down.
 - apiGroups: [apps]

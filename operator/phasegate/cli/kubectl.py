@@ -18,6 +18,7 @@ from phasegate import GROUP, PLURAL, VERSION, __version__
 from phasegate.api import controls
 from phasegate.cli import release as release_cli
 from phasegate.dashboard import command as dashboard
+from phasegate.kube import JSON
 
 STEER = {
     "approve": "approve a phase's gate for a group (--phase, --group)",
@@ -110,7 +111,7 @@ class Client:
         )
         try:
             answer = kubernetes.client.AuthenticationV1Api(self.api).create_self_subject_review(
-                review
+                review, _content_type=JSON
             )
         except kubernetes.client.ApiException as error:
             if error.status != 404:

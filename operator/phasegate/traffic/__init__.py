@@ -30,6 +30,7 @@ _WATCHABLE = {
         ("gatewayAPI", GatewayAPIRouter),
         ("istio", IstioRouter),
         ("smi", SMIRouter),
+        ("nginx", NginxRouter),
     )
 }
 WATCHED_ROUTES = tuple(_WATCHABLE.values())
@@ -44,7 +45,7 @@ def router_for(
     spec: RolloutSpec, namespace: str, kube: Kube, cache: RouteCache | None = None
 ) -> Router:
     """The router of the spec's provider; with ``cache``, routes are read from the watched
-    copies it holds (NGINX's Ingresses are always read from the API)."""
+    copies it holds."""
     routing, stable, canary = spec.traffic_routing, spec.stable.service, spec.canary.service
     if routing.gateway_api is not None:
         route = routing.gateway_api.http_route
@@ -58,7 +59,8 @@ def router_for(
         split = routing.smi.traffic_split
         return SMIRouter(kube, namespace, split, stable, canary, cache=cache)
     if routing.nginx is not None:
-        return NginxRouter(kube, namespace, routing.nginx.stable_ingress, stable, canary)
+        stable_ingress = routing.nginx.stable_ingress
+        return NginxRouter(kube, namespace, stable_ingress, stable, canary, cache=cache)
     raise RouteError("trafficRouting names no provider")
 
 

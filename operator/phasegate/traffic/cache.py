@@ -1,6 +1,6 @@
 """The routes rollouts use, as watches last showed them: read without a GET per evaluation.
 
-The operator watches the weighted route kinds (HTTPRoute, VirtualService, TrafficSplit) and
+The operator watches the route kinds (HTTPRoute, VirtualService, TrafficSplit, Ingress) and
 offers every event here; only routes a rollout has asked for are kept, so a cluster's other
 routes cost no memory. A route is read from the API once, the first time it is asked for,
 then kept current by the watch and by the operator's own writes (the API's answer to them).

@@ -5,6 +5,9 @@ annotated ``nginx.ingress.kubernetes.io/canary: "true"`` with a ``canary-weight`
 creates that canary Ingress, ``<stableIngress>-canary``, from the stable Ingress (the paths
 that reach the stable Service, sent to the canary Service), sets its weight, and deletes it on
 restore. An Ingress of that name that phasegate did not create is never touched.
+
+With a :class:`~phasegate.traffic.cache.RouteCache`, both Ingresses are read from the watched
+copies; only a canary Ingress that does not exist yet is asked of the API each time.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-from phasegate.kube import Kube, NotFound, translated, unchanged_since
+from phasegate.kube import JSON, Kube, NotFound, translated, unchanged_since
+from phasegate.traffic.cache import Key, RouteCache
 from phasegate.traffic.router import RouteError
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
@@ -22,27 +26,50 @@ CANARY_OF = "phasegate.dev/canary-of"
 
 class NginxRouter:
     kind = "Ingress"
+    group, version, plural = "networking.k8s.io", "v1", "ingresses"
 
     def __init__(
-        self, kube: Kube, namespace: str, stable_ingress: str, stable: str, canary: str
+        self,
+        kube: Kube,
+        namespace: str,
+        stable_ingress: str,
+        stable: str,
+        canary: str,
+        *,
+        cache: RouteCache | None = None,
     ) -> None:
         self.kube, self.namespace = kube, namespace
         self.stable_ingress, self.stable, self.canary = stable_ingress, stable, canary
         self.name = f"{stable_ingress[:246]}-canary"
+        self.cache = cache  # the watched copies; None: every read asks the API
         # The canary Ingress as read_weight saw it ({} when absent): the write is made over
         # it, so one that someone else's overtook is refused (409) instead of applied.
         self._seen: dict[str, Any] | None = None
 
-    def _read(self, name: str) -> dict[str, Any]:
+    def _key(self, name: str) -> Key:
+        return (self.group, self.plural, self.namespace, name)
+
+    def _read(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
+        """An Ingress: the watched copy when there is one (and not ``fresh``), else the API's."""
+        if not fresh and self.cache is not None and (held := self.cache.get(self._key(name))):
+            return held
         with translated():
-            return self.kube.plain(
+            ingress = self.kube.plain(
                 self.kube.networking.read_namespaced_ingress(name, self.namespace)
             )
+        self._offer(ingress)
+        return ingress
 
-    def _canary(self) -> dict[str, Any] | None:
+    def _offer(self, ingress: Any) -> None:
+        """An Ingress the API answered with, for the cache (kept only if asked for)."""
+        if self.cache is not None:
+            ingress = ingress if isinstance(ingress, dict) else self.kube.plain(ingress)
+            self.cache.offer(self._key(ingress["metadata"]["name"]), ingress)
+
+    def _canary(self, *, fresh: bool = False) -> dict[str, Any] | None:
         """The canary Ingress when it exists; RouteError when it is not phasegate's."""
         try:
-            ingress = self._read(self.name)
+            ingress = self._read(self.name, fresh=fresh)
         except NotFound:
             return None
         annotations = ingress["metadata"].get("annotations") or {}
@@ -112,7 +139,11 @@ class NginxRouter:
         self._seen = None  # one write per reading
         if canary is None:
             with translated():
-                self.kube.networking.create_namespaced_ingress(self.namespace, cast(Any, wanted))
+                self._offer(
+                    self.kube.networking.create_namespaced_ingress(
+                        self.namespace, cast(Any, wanted), _content_type=JSON
+                    )
+                )
             return
         annotations = {
             **(canary["metadata"].get("annotations") or {}),
@@ -125,17 +156,21 @@ class NginxRouter:
             {"op": "replace", "path": "/spec", "value": wanted["spec"]},
         ]
         with translated():
-            self.kube.networking.patch_namespaced_ingress(
-                self.name, self.namespace, ops, _content_type="application/json-patch+json"
+            self._offer(
+                self.kube.networking.patch_namespaced_ingress(
+                    self.name, self.namespace, ops, _content_type="application/json-patch+json"
+                )
             )
 
     def restore(self) -> bool:
         """Delete the canary Ingress: all traffic goes to the stable one again."""
         try:
-            if self._canary() is None:
+            if self._canary(fresh=True) is None:
                 return False
             with translated():
                 self.kube.networking.delete_namespaced_ingress(self.name, self.namespace)
         except (RouteError, NotFound):
             return False
+        if self.cache is not None:
+            self.cache.deleted(self._key(self.name))
         return True
