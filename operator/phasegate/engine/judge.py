@@ -1,9 +1,15 @@
-"""Measurements -> a verdict on one criterion. Pure: the same input, the same verdict."""
+"""Measurements -> a verdict on one criterion. Pure: the same input, the same verdict.
+
+The machine judges every rule at every evaluation but keeps a rule's result in status only
+at a checkpoint, in a decision's evidence or in a condition. So a verdict is a light
+:class:`Judgement`; its reason text and its status record are made when something asks.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from phasegate.api.spec import Criterion, Metric, NoDataPolicy
 from phasegate.api.status import CriterionResult, Verdict, trusted
@@ -19,27 +25,122 @@ class _Verdict(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class RulePlan:
+    """One rule of a phase, ready to judge: its metric and its rendered queries."""
+
+    rule_id: str
+    criterion: Criterion
+    metric: Metric
+    requests: dict[Backend, QueryRequest]
+    threshold: str  # the criterion's threshold in words, as status shows it
+    keys: tuple[str, ...]  # of its requests: the rule is judged when all were answered
+    one_value: bool  # judged on the one value of its one (canary) query against max/min
+
+    @classmethod
+    def of(
+        cls,
+        rule_id: str,
+        criterion: Criterion,
+        metric: Metric,
+        requests: dict[Backend, QueryRequest],
+    ) -> RulePlan:
+        keys = tuple(r.key for r in requests.values())
+        single = len(requests) == 1 and requests["canary"].window is None and one_value(criterion)
+        threshold = criterion.describe_threshold()
+        return cls(rule_id, criterion, metric, requests, threshold, keys, single)
+
+
+class Judgement:
+    """A rule judged once: its verdict and the value judged. The reason is worded, and the
+    status record made, only when asked for (most evaluations keep neither)."""
+
+    __slots__ = ("_reason", "_record", "rule", "value", "values", "verdict")
+
+    def __init__(
+        self,
+        rule: RulePlan,
+        verdict: Verdict,
+        value: float | None,
+        values: dict[str, float] | None = None,
+        reason: str | None = None,  # None: a threshold's verdict on ``value``, worded later
+    ) -> None:
+        self.rule = rule
+        self.verdict = verdict
+        self.value = value
+        self.values = values
+        self._reason = reason
+        self._record: CriterionResult | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.rule.criterion.metric
+
+    @property
+    def threshold(self) -> str:
+        return self.rule.threshold
+
+    @property
+    def reason(self) -> str:
+        if self._reason is None:
+            assert self.value is not None
+            self._reason = _threshold(self.rule.criterion, self.value, self.rule.threshold)[1]
+        return self._reason
+
+    def record(self) -> CriterionResult:
+        """The result as status shows it; one record per judgement, however often asked."""
+        if self._record is None:
+            rule = self.rule
+            stable = rule.requests.get("stable")
+            fields = {
+                "rule": rule.rule_id,
+                "metric": rule.criterion.metric,
+                "query": rule.requests["canary"].query,
+                "stable_query": stable.query if stable else None,
+                "value": self.value,
+                "values": self.values,
+                "threshold": rule.threshold,
+                "verdict": self.verdict,
+                "reason": self.reason,
+            }
+            value = self.value
+            if self.values is None and (value is None or type(value) is float):
+                # of the fields' types: validating would only copy them
+                self._record = trusted(CriterionResult, fields)
+            else:
+                self._record = CriterionResult(**fields)
+        return self._record
+
+
 def judge(
     rule: str,
     criterion: Criterion,
     metric: Metric,
     requests: Mapping[Backend, QueryRequest],
     measurements: Mapping[str, Measurement],
-    threshold: str | None = None,
 ) -> CriterionResult:
-    """Judge ``criterion`` on the answers to its ``requests``. ``threshold``: the criterion's
-    threshold as words, when the caller has it already."""
-    canary = requests["canary"]
-    threshold = threshold or criterion.describe_threshold()
-    answer = measurements.get(canary.key)
-    if answer is not None and len(requests) == 1 and canary.window is None and one_value(criterion):
-        return judge_value(rule, criterion, metric, canary, threshold, answer)
-    stable = requests.get("stable")
-    verdict, reason, value, values = _judge(criterion, metric, requests, measurements, threshold)
-    stable_query = stable.query if stable else None
-    return _result(
-        rule, criterion, canary.query, stable_query, value, values, threshold, verdict, reason
-    )
+    """Judge ``criterion`` on the answers to its ``requests``, as status shows it."""
+    return _judged(RulePlan.of(rule, criterion, metric, dict(requests)), measurements).record()
+
+
+def judge_rule(rule: RulePlan, measurements: Mapping[str, Measurement]) -> Judgement | None:
+    """Judge a planned rule; None when one of its queries was not answered (the rule was
+    planned for another phase or state: it has no verdict)."""
+    if rule.one_value:
+        answer = measurements.get(rule.keys[0])
+        if answer is None:
+            return None
+        # The common case, in fewer steps: one value, judged against max and/or min.
+        if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
+            value = next(iter(answer.series.values()))
+            if not math.isnan(value):
+                criterion = rule.criterion
+                high, low = criterion.max, criterion.min
+                failed = (high is not None and value > high) or (low is not None and value < low)
+                return Judgement(rule, Verdict.FAIL if failed else Verdict.PASS, value)
+    elif not all(key in measurements for key in rule.keys):
+        return None
+    return _judged(rule, measurements)
 
 
 def one_value(criterion: Criterion) -> bool:
@@ -47,56 +148,11 @@ def one_value(criterion: Criterion) -> bool:
     return criterion.consistency is None and criterion.compare is None and criterion.test is None
 
 
-def judge_value(
-    rule: str,
-    criterion: Criterion,
-    metric: Metric,
-    request: QueryRequest,
-    threshold: str,
-    answer: Measurement,
-) -> CriterionResult:
-    """:func:`judge` for a criterion on :func:`one_value`, its one (canary) query answered
-    with ``answer``: the common case, in fewer steps."""
-    if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
-        value: float | None = next(iter(answer.series.values()))
-        if math.isnan(value):  # type: ignore[arg-type]
-            verdict, reason = _early(metric, Verdict.NO_DATA, "the query returned NaN")
-            value = None
-        else:
-            passed, reason = _threshold(criterion, value, threshold)  # type: ignore[arg-type]
-            verdict = Verdict.PASS if passed else Verdict.FAIL
-    else:
-        asked: dict[Backend, QueryRequest] = {"canary": request}
-        answered = {request.key: answer}
-        verdict, reason, value, _ = _judge(criterion, metric, asked, answered, threshold)
-    return _result(rule, criterion, request.query, None, value, None, threshold, verdict, reason)
-
-
-def _result(
-    rule: str,
-    criterion: Criterion,
-    query: str,
-    stable_query: str | None,
-    value: float | None,
-    values: dict[str, float] | None,
-    threshold: str,
-    verdict: Verdict,
-    reason: str,
-) -> CriterionResult:
-    fields = {
-        "rule": rule,
-        "metric": criterion.metric,
-        "query": query,
-        "stable_query": stable_query,
-        "value": value,
-        "values": values,
-        "threshold": threshold,
-        "verdict": verdict,
-        "reason": reason,
-    }
-    if values is None and (value is None or type(value) is float):
-        return trusted(CriterionResult, fields)  # of the fields' types: validating only copies
-    return CriterionResult(**fields)
+def _judged(rule: RulePlan, measurements: Mapping[str, Measurement]) -> Judgement:
+    verdict, reason, value, values = _judge(
+        rule.criterion, rule.metric, rule.requests, measurements, rule.threshold
+    )
+    return Judgement(rule, verdict, value, values, reason)
 
 
 def _judge(

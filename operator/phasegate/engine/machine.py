@@ -31,7 +31,7 @@ from phasegate.api.status import (
     shallow_copy,
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
-from phasegate.engine.judge import judge, judge_value
+from phasegate.engine.judge import Judgement, judge_rule
 from phasegate.engine.queries import PhasePlan, phase_plan, plan_queries
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
@@ -136,7 +136,10 @@ class _Machine:
     namespace: str
     events: list[Event] = field(default_factory=list)
     workload: WorkloadAction | None = None
-    results: dict[str, CriterionResult] = field(default_factory=dict)
+    results: dict[str, Judgement] = field(default_factory=dict)  # by rule id
+    # The judgements other than Pass, in rule order. Most evaluations have none: then no
+    # query failed, no breach window opens and no rule fires.
+    not_passed: list[Judgement] = field(default_factory=list)
     control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
     plans: dict[int, PhasePlan] = field(default_factory=dict)  # by phase index
 
@@ -208,40 +211,25 @@ class _Machine:
 
     def judge_rules(self, index: int) -> None:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
-        measurements, results = self.obs.measurements, self.results
+        measurements, results, not_passed = self.obs.measurements, self.results, self.not_passed
         for rule in self.plan(index).rules:
-            if rule.one_value:
-                answer = measurements.get(rule.keys[0])
-                if answer is not None:
-                    request = rule.requests["canary"]
-                    results[rule.rule_id] = judge_value(
-                        rule.rule_id, rule.criterion, rule.metric, request, rule.threshold, answer
-                    )
-            elif all(key in measurements for key in rule.keys):
-                # (a rule not answered was planned for another phase or state: no verdict)
-                results[rule.rule_id] = judge(
-                    rule.rule_id,
-                    rule.criterion,
-                    rule.metric,
-                    rule.requests,
-                    measurements,
-                    rule.threshold,
-                )
+            judged = judge_rule(rule, measurements)
+            if judged is not None:
+                results[rule.rule_id] = judged
+                if judged.verdict is not Verdict.PASS:
+                    not_passed.append(judged)
 
     def check_metrics(self) -> bool:
         """Track consecutive query errors; hold (or roll back) when they last too long."""
         s = self.s
-        errors = [r for r in self.results.values() if r.verdict is Verdict.ERROR]
+        errors = self.errors()
         if not errors:
             self.close_breach(METRICS_BREACH)
-            recovered = all(
-                r.verdict in (Verdict.PASS, Verdict.FAIL) for r in self.results.values()
-            )
             # After an outage the series have a gap: continue once every rule has data again.
             if (
                 s.state is State.HOLDING
                 and s.hold_reason == HoldReason.METRICS_UNAVAILABLE
-                and recovered
+                and all(r.verdict is Verdict.FAIL for r in self.not_passed)
             ):
                 self.resume_clock()
                 s.state, s.hold_reason = State.PROGRESSING, None
@@ -256,13 +244,16 @@ class _Machine:
             f"{len(errors)} metric queries failing for {format_duration(self.now - since)} "
             f"({self.spec.max_query_errors} evaluations): {errors[0].reason}"
         )
+        evidence = [r.record() for r in errors]
         if self.spec.rollback_on_metrics_unavailable:
-            self.rollback(reason, errors)
+            self.rollback(reason, evidence)
         else:
-            self.hold(HoldReason.METRICS_UNAVAILABLE, reason, errors, lower_weight=False)
+            self.hold(HoldReason.METRICS_UNAVAILABLE, reason, evidence, lower_weight=False)
         return True
 
     def check_rollback(self) -> bool:
+        if not self.s.breaches and not self.failing():
+            return False  # no window to open, close or fire
         plan = self.plan(self.current.index)
         fired = [(rule, w) for rule, w in plan.rollback_triggers if self.sustained(rule, w)]
         after = self.spec.breach_rollback_after
@@ -272,15 +263,17 @@ class _Machine:
             ]
         if not fired:
             return False
-        self.rollback(self.explain(fired), [self.results[rule] for rule, _ in fired])
+        self.rollback(self.explain(fired), [self.results[rule].record() for rule, _ in fired])
         return True
 
     def check_hold(self) -> bool:
+        if not self.s.breaches and not self.failing():
+            return False  # no window to open, close or fire
         plan = self.plan(self.current.index)
         fired = [(rule, w) for rule, w in plan.hold_triggers if self.sustained(rule, w)]
         if not fired or self.current.started_at is None:
             return False
-        evidence = [self.results[rule] for rule, _ in fired]
+        evidence = [self.results[rule].record() for rule, _ in fired]
         self.hold(HoldReason.HOLD_TRIGGER, self.explain(fired), evidence, lower_weight=True)
         return True
 
@@ -296,7 +289,9 @@ class _Machine:
         wanted = plan.success_criteria
         criteria = [self.results[rule] for rule in wanted if rule in self.results]
         # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
-        deferred = len(criteria) < len(wanted) or any(r.verdict is Verdict.ERROR for r in criteria)
+        deferred = len(criteria) < len(wanted) or (
+            bool(self.not_passed) and any(r.verdict is Verdict.ERROR for r in criteria)
+        )
         while not deferred and cp.checkpoints_judged < len(offsets):
             offset = offsets[cp.checkpoints_judged]
             if offset > elapsed:
@@ -328,9 +323,7 @@ class _Machine:
         else:
             self.s.message = self.progress_message(phase)
 
-    def record_checkpoint(
-        self, phase: Phase, offset: timedelta, criteria: list[CriterionResult]
-    ) -> None:
+    def record_checkpoint(self, phase: Phase, offset: timedelta, criteria: list[Judgement]) -> None:
         cp = self.current
         verdicts = {r.verdict for r in criteria}
         if Verdict.FAIL in verdicts:
@@ -340,7 +333,11 @@ class _Machine:
         else:
             verdict = CheckpointVerdict.INCONCLUSIVE
         record = CheckpointRecord(
-            phase=phase.name, offset=offset, time=self.now, verdict=verdict, results=criteria
+            phase=phase.name,
+            offset=offset,
+            time=self.now,
+            verdict=verdict,
+            results=[r.record() for r in criteria],
         )
         records = [*self.s.checkpoints, record]
         cut = len(records) - DETAILED_CHECKPOINTS
@@ -677,6 +674,13 @@ class _Machine:
         if self.s.breaches and any(b.rule == rule for b in self.s.breaches):
             self.s.breaches = [b for b in self.s.breaches if b.rule != rule]
 
+    def failing(self) -> bool:
+        return any(r.verdict is Verdict.FAIL for r in self.not_passed)
+
+    def errors(self) -> list[Judgement]:
+        """The rules whose queries failed at this evaluation."""
+        return [r for r in self.not_passed if r.verdict is Verdict.ERROR]
+
     def sustained(self, rule: str, window: timedelta) -> bool:
         """The ``for`` rule: Fail opens or keeps the window, Pass closes it, and NoData or
         Error leave it as it is without firing it. It fires on a Fail once it has lasted
@@ -717,24 +721,20 @@ class _Machine:
 
     def progress_message(self, phase: Phase) -> str:
         cp = self.current
-        head = f"{phase.name} {phase.weight}%"
         if cp.started_at is None:
-            return f"{head}: setting the canary weight (route shows {self.s.canary_weight}%)"
-        offsets = self.plan(cp.index).offsets
-        judged = cp.checkpoints_judged
-        if judged:
-            last = next(c for c in reversed(self.s.checkpoints) if c.phase == phase.name)
-            done = f"checkpoint {judged}/{len(offsets)} {last.verdict.value.lower()} at " + (
-                format_duration(offsets[judged - 1])
+            return (
+                f"{phase.name} {phase.weight}%: setting the canary weight "
+                f"(route shows {self.s.canary_weight}%)"
             )
-        else:
-            done = f"0/{len(offsets)} checkpoints"
-        after = (
-            f"next at {format_duration(offsets[judged])}"
-            if judged < len(offsets)
-            else f"phase ends at {format_duration(phase.duration)}"
-        )
-        return f"{head}: {done}; {after}"
+        plan = self.plan(cp.index)
+        judged = cp.checkpoints_judged
+        last = None
+        if judged:
+            last = next(c for c in reversed(self.s.checkpoints) if c.phase == phase.name).verdict
+        said = plan.progress.get((judged, last))
+        if said is None:
+            said = plan.progress[judged, last] = _progress_words(phase, plan, judged, last)
+        return said
 
     def next_evaluation(self) -> timedelta:
         s, interval = self.s, self.spec.interval
@@ -769,7 +769,8 @@ class _Machine:
     def result(self, generation: int | None) -> Evaluation:
         s = self.s
         s.observed_generation = generation if generation is not None else s.observed_generation
-        _set_conditions(s, self.now, self.results, self.control_news, self.timeliness())
+        errors = self.errors() if self.results else None
+        _set_conditions(s, self.now, errors, self.control_news, self.timeliness())
         touch = s.state not in (State.DEGRADED, State.INVALID)
         return Evaluation(
             status=s,
@@ -778,6 +779,26 @@ class _Machine:
             events=tuple(self.events),
             next_evaluation=self.next_evaluation(),
         )
+
+
+def _progress_words(
+    phase: Phase, plan: PhasePlan, judged: int, last: CheckpointVerdict | None
+) -> str:
+    """A started phase's progress: its last checkpoint's verdict and what comes next."""
+    head = f"{phase.name} {phase.weight}%"
+    offsets = plan.offsets
+    if last is not None:
+        done = f"checkpoint {judged}/{len(offsets)} {last.value.lower()} at " + (
+            format_duration(offsets[judged - 1])
+        )
+    else:
+        done = f"0/{len(offsets)} checkpoints"
+    after = (
+        f"next at {format_duration(offsets[judged])}"
+        if judged < len(offsets)
+        else f"phase ends at {format_duration(phase.duration)}"
+    )
+    return f"{head}: {done}; {after}"
 
 
 GO_ON = (
@@ -791,7 +812,7 @@ GO_ON = (
 def _set_conditions(
     s: RolloutStatus,
     now: datetime,
-    results: dict[str, CriterionResult] | None = None,
+    errors: list[Judgement] | None = None,  # of the rules judged; None: none was judged
     control_news: tuple[bool, str] | None = None,
     timeliness: tuple[bool, str] | None = None,
 ) -> None:
@@ -836,8 +857,7 @@ def _set_conditions(
     elif timely is not None:
         wanted.append(("EvaluatedOnTime", timely.status == "True", timely.reason, timely.message))
     metrics = previous.get("MetricsAvailable")
-    if results:
-        errors = [r for r in results.values() if r.verdict is Verdict.ERROR]
+    if errors is not None:
         if errors:
             why = "QueryRejected" if any("rejected" in r.reason for r in errors) else "QueryFailed"
             wanted.append(

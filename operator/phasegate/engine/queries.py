@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from phasegate.api.spec import Criterion, Metric, Phase, RolloutSpec
+from phasegate.api.spec import Criterion, Phase, RolloutSpec
 from phasegate.api.templates import render
 from phasegate.engine.inputs import Backend, QueryRequest
-from phasegate.engine.judge import one_value
+from phasegate.engine.judge import RulePlan
 
 
 def template_values(
@@ -62,19 +62,6 @@ def rules_of(phase: Phase) -> list[tuple[str, Criterion]]:
 
 
 @dataclass(frozen=True)
-class RulePlan:
-    """One rule of a phase, ready to judge: its metric and its rendered queries."""
-
-    rule_id: str
-    criterion: Criterion
-    metric: Metric
-    requests: dict[Backend, QueryRequest]
-    threshold: str  # the criterion's threshold in words, as status shows it
-    keys: tuple[str, ...]  # of its requests: the rule is judged when all were answered
-    one_value: bool  # judged on the one value of its one query (judge.judge_value)
-
-
-@dataclass(frozen=True)
 class PhasePlan:
     rules: tuple[RulePlan, ...]
     queries: tuple[QueryRequest, ...]  # distinct (by key), in a stable order
@@ -82,6 +69,9 @@ class PhasePlan:
     rollback_triggers: tuple[tuple[str, timedelta], ...]  # rule id and its ``for``
     hold_triggers: tuple[tuple[str, timedelta], ...]
     offsets: tuple[timedelta, ...]  # Phase.checkpoint_offsets
+    # The phase's progress messages, worded by the machine the first time each is needed:
+    # the message changes only at a checkpoint, yet every evaluation states it.
+    progress: dict[object, str] = field(default_factory=dict, compare=False)
 
 
 _PLANS: OrderedDict[tuple[int, str, int], tuple[RolloutSpec, PhasePlan]] = OrderedDict()
@@ -103,11 +93,7 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
     rules = []
     for rule_id, rule in rules_of(phase):
         requests = requests_for(spec, namespace, phase, rule)
-        keys = tuple(r.key for r in requests.values())
-        metric = spec.metric(rule.metric)
-        single = len(requests) == 1 and requests["canary"].window is None and one_value(rule)
-        threshold = rule.describe_threshold()
-        rules.append(RulePlan(rule_id, rule, metric, requests, threshold, keys, single))
+        rules.append(RulePlan.of(rule_id, rule, spec.metric(rule.metric), requests))
     distinct: dict[str, QueryRequest] = {}
     for planned in rules:
         for request in planned.requests.values():
