@@ -17,8 +17,10 @@ def test_an_unchanged_spec_is_one_object_and_a_changed_one_is_validated_again() 
     raw: dict[str, Any] = release()["spec"]
     first, problems = ctx.spec("shop", "web", raw)
     assert first is not None and problems == []
-    again, _ = ctx.spec("shop", "web", copy.deepcopy(raw))  # a new watch event, same spec
+    newer = copy.deepcopy(raw)  # a new watch event, same spec
+    again, _ = ctx.spec("shop", "web", newer)
     assert again is first
+    assert ctx.specs["shop", "web"][0] is newer, "the older copy is not kept beside the newer"
     assert phase_plan(again, "shop", 0) is phase_plan(first, "shop", 0), "planned once"
     changed = {**raw, "revision": "v2"}
     second, _ = ctx.spec("shop", "web", changed)

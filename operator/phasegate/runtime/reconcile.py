@@ -101,6 +101,8 @@ class Context:
         phases, kept per spec object, are made once)."""
         kept = self.specs.get((namespace, name))
         if kept is not None and (kept[0] is raw or kept[0] == raw):
+            if kept[0] is not raw:  # keep the watch's newest copy, not an older one beside it
+                self.specs[(namespace, name)] = (raw, kept[1], kept[2])
             return kept[1], kept[2]
         spec, problems = validate_spec(raw)
         self.specs[(namespace, name)] = (raw, spec, problems)
