@@ -182,6 +182,9 @@ class Condition(StatusModel):
     last_transition_time: datetime
 
 
+_NO_TIME = timedelta(0)
+
+
 class PhaseStatus(StatusModel):
     """Where the release is. Elapsed = now - startedAt - heldFor (- now - heldSince)."""
 
@@ -202,9 +205,11 @@ class PhaseStatus(StatusModel):
 
     def elapsed(self, now: datetime) -> timedelta:
         if self.started_at is None:
-            return timedelta(0)
-        stopped = now - self.held_since if self.held_since is not None else timedelta(0)
-        return max(timedelta(0), now - self.started_at - self.held_for - stopped)
+            return _NO_TIME
+        run = now - self.started_at - self.held_for
+        if self.held_since is not None:
+            run -= now - self.held_since
+        return run if run > _NO_TIME else _NO_TIME
 
 
 class Breach(StatusModel):

@@ -8,8 +8,9 @@ at a checkpoint, in a decision's evidence or in a condition. So a verdict is a l
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from math import isnan
 
 from phasegate.api.spec import Criterion, Metric, NoDataPolicy
 from phasegate.api.status import CriterionResult, Verdict, trusted
@@ -123,24 +124,41 @@ def judge(
     return _judged(RulePlan.of(rule, criterion, metric, dict(requests)), measurements).record()
 
 
+def judge_rules(
+    rules: Iterable[RulePlan], measurements: Mapping[str, Measurement]
+) -> tuple[dict[str, Judgement], list[Judgement]]:
+    """Judge every rule whose queries were answered: by rule id, and those other than Pass,
+    both in rule order. A rule not answered was planned for another phase or state: it has
+    no verdict."""
+    judged: dict[str, Judgement] = {}
+    not_passed: list[Judgement] = []
+    for rule in rules:
+        if rule.one_value:
+            answer = measurements.get(rule.keys[0])
+            if answer is None:
+                continue
+            # The common case, here rather than in _judge: one value against max and/or min.
+            if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
+                value = next(iter(answer.series.values()))
+                if not isnan(value):
+                    high, low = rule.criterion.max, rule.criterion.min
+                    if (high is not None and value > high) or (low is not None and value < low):
+                        judged[rule.rule_id] = failed = Judgement(rule, Verdict.FAIL, value)
+                        not_passed.append(failed)
+                    else:
+                        judged[rule.rule_id] = Judgement(rule, Verdict.PASS, value)
+                    continue
+        elif not all(key in measurements for key in rule.keys):
+            continue
+        judged[rule.rule_id] = result = _judged(rule, measurements)
+        if result.verdict is not Verdict.PASS:
+            not_passed.append(result)
+    return judged, not_passed
+
+
 def judge_rule(rule: RulePlan, measurements: Mapping[str, Measurement]) -> Judgement | None:
-    """Judge a planned rule; None when one of its queries was not answered (the rule was
-    planned for another phase or state: it has no verdict)."""
-    if rule.one_value:
-        answer = measurements.get(rule.keys[0])
-        if answer is None:
-            return None
-        # The common case, in fewer steps: one value, judged against max and/or min.
-        if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
-            value = next(iter(answer.series.values()))
-            if not math.isnan(value):
-                criterion = rule.criterion
-                high, low = criterion.max, criterion.min
-                failed = (high is not None and value > high) or (low is not None and value < low)
-                return Judgement(rule, Verdict.FAIL if failed else Verdict.PASS, value)
-    elif not all(key in measurements for key in rule.keys):
-        return None
-    return _judged(rule, measurements)
+    """:func:`judge_rules` for one rule; None when it was not answered."""
+    return judge_rules((rule,), measurements)[0].get(rule.rule_id)
 
 
 def one_value(criterion: Criterion) -> bool:

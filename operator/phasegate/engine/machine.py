@@ -31,7 +31,7 @@ from phasegate.api.status import (
     shallow_copy,
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
-from phasegate.engine.judge import Judgement, judge_rule
+from phasegate.engine.judge import Judgement, judge_rules
 from phasegate.engine.queries import PhasePlan, phase_plan, plan_queries
 
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
@@ -46,6 +46,10 @@ ACTIVE = (
     State.WAITING_FOR_APPROVAL,
     State.SCHEDULED,
 )
+MOVING = frozenset((State.PENDING, State.PROGRESSING, State.PROMOTING))  # condition Progressing
+BAD = frozenset((State.ROLLED_BACK, State.INVALID, State.DEGRADED))  # condition Degraded
+HANDS_OFF = frozenset((State.DEGRADED, State.INVALID))  # traffic is left as it is
+NO_TIME = timedelta(0)
 
 
 class WorkloadAction(StrEnum):
@@ -98,7 +102,7 @@ def evaluate(
     generation: int | None = None,
 ) -> Evaluation:
     """Decide what the release does next. ``status`` is not modified."""
-    machine = _Machine(spec, _copy(status), observations, now, namespace)
+    machine = _Machine(spec, shallow_copy(status), observations, now, namespace)
     machine.run()
     return machine.result(generation)
 
@@ -107,7 +111,7 @@ def invalid(
     status: RolloutStatus, message: str, now: datetime, *, generation: int | None = None
 ) -> Evaluation:
     """The evaluation for a spec that fails validation: report it, touch no traffic."""
-    s = _copy(status)
+    s = shallow_copy(status)
     if s.state is not State.INVALID:
         s.resume_state = s.state
     s.state = State.INVALID
@@ -119,17 +123,12 @@ def invalid(
     return Evaluation(s, None, None, events, timedelta(seconds=30))
 
 
-def _copy(status: RolloutStatus) -> RolloutStatus:
-    """A copy the machine may change: it replaces lists and records, and edits only these."""
-    copied = shallow_copy(status)
-    if copied.current_phase is not None:
-        copied.current_phase = shallow_copy(copied.current_phase)
-    return copied
-
-
 @dataclass
 class _Machine:
     spec: RolloutSpec
+    # A shallow copy of the status given: the machine replaces its lists and records rather
+    # than editing them, except the current phase's, which it copies before its first change
+    # (see phase_to_change).
     s: RolloutStatus
     obs: Observations
     now: datetime
@@ -142,12 +141,13 @@ class _Machine:
     not_passed: list[Judgement] = field(default_factory=list)
     control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
     plans: dict[int, PhasePlan] = field(default_factory=dict)  # by phase index
+    own_phase: bool = False  # s.current_phase is the machine's own, to change
 
     # ---- the steps of one evaluation -------------------------------------------------
 
     def run(self) -> None:
         s = self.s
-        if self.obs.route_weight is not None:
+        if self.obs.route_weight is not None and s.canary_weight != self.obs.route_weight:
             s.canary_weight = self.obs.route_weight
         if s.state is State.INVALID:
             s.state = s.resume_state or State.PENDING
@@ -193,6 +193,7 @@ class _Machine:
         if cp is not None and cp.started_at is None and s.state is State.PROGRESSING:
             if s.canary_weight != cp.weight:
                 return  # the phase clock starts once the route shows the weight
+            cp = self.phase_to_change()
             cp.started_at = self.now
             self.event("Normal", "PhaseStarted", f"{cp.name} {cp.weight}%: phase started")
             s.message = self.progress_message(self.spec.phases[cp.index])
@@ -211,13 +212,7 @@ class _Machine:
 
     def judge_rules(self, index: int) -> None:
         """Judge every rule whose queries were answered; a rule not measured is not judged."""
-        measurements, results, not_passed = self.obs.measurements, self.results, self.not_passed
-        for rule in self.plan(index).rules:
-            judged = judge_rule(rule, measurements)
-            if judged is not None:
-                results[rule.rule_id] = judged
-                if judged.verdict is not Verdict.PASS:
-                    not_passed.append(judged)
+        self.results, self.not_passed = judge_rules(self.plan(index).rules, self.obs.measurements)
 
     def check_metrics(self) -> bool:
         """Track consecutive query errors; hold (or roll back) when they last too long."""
@@ -292,15 +287,19 @@ class _Machine:
         deferred = len(criteria) < len(wanted) or (
             bool(self.not_passed) and any(r.verdict is Verdict.ERROR for r in criteria)
         )
-        while not deferred and cp.checkpoints_judged < len(offsets):
-            offset = offsets[cp.checkpoints_judged]
-            if offset > elapsed:
+        while not deferred:
+            judged = self.current.checkpoints_judged
+            if judged == len(offsets) or offsets[judged] > elapsed:
                 break
-            self.record_checkpoint(phase, offset, criteria)
-        cp.next_checkpoint = (
-            offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else None
-        )
-        self.s.progress = f"{cp.checkpoints_passed}/{cp.checkpoints_total}"
+            self.record_checkpoint(phase, offsets[judged], criteria)
+        cp = self.current  # (a copy, if a checkpoint was recorded)
+        # Most evaluations leave these as they are: comparing costs less than assigning.
+        due = offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else None
+        if cp.next_checkpoint != due:
+            self.phase_to_change().next_checkpoint = due
+        progress = f"{cp.checkpoints_passed}/{cp.checkpoints_total}"
+        if self.s.progress != progress:
+            self.s.progress = progress
         if cp.checkpoints_judged == len(offsets) and elapsed >= phase.duration:
             if cp.checkpoints_passed == len(offsets):
                 self.advance(f"{phase.name}: all {len(offsets)} checkpoints passed")
@@ -321,10 +320,12 @@ class _Machine:
                     lower_weight=True,
                 )
         else:
-            self.s.message = self.progress_message(phase)
+            message = self.progress_message(phase)
+            if self.s.message != message:
+                self.s.message = message
 
     def record_checkpoint(self, phase: Phase, offset: timedelta, criteria: list[Judgement]) -> None:
-        cp = self.current
+        cp = self.phase_to_change()
         verdicts = {r.verdict for r in criteria}
         if Verdict.FAIL in verdicts:
             verdict = CheckpointVerdict.FAILED
@@ -409,6 +410,7 @@ class _Machine:
             checkpoints_total=len(phase.checkpoint_offsets),
             next_checkpoint=phase.checkpoint_offsets[0],
         )
+        self.own_phase = True
         s.state = State.PROGRESSING
         s.hold_reason = None
         s.breaches = []
@@ -652,15 +654,25 @@ class _Machine:
     def next_index(self) -> int:
         return 0 if self.s.current_phase is None else self.s.current_phase.index + 1
 
+    def phase_to_change(self) -> PhaseStatus:
+        """The current phase's status, to change: copied at the first change, as the status
+        given to :func:`evaluate` holds it too (most evaluations do not change it)."""
+        if not self.own_phase:
+            self.s.current_phase = shallow_copy(self.current)
+            self.own_phase = True
+        return self.current
+
     def stop_clock(self) -> None:
         cp = self.s.current_phase
         if cp is not None and cp.started_at is not None and cp.held_since is None:
-            cp.held_since = self.now
+            self.phase_to_change().held_since = self.now
 
     def resume_clock(self) -> None:
         cp = self.s.current_phase
         if cp is not None and cp.held_since is not None:
-            cp.held_for += self.now - cp.held_since
+            held_since = cp.held_since
+            cp = self.phase_to_change()
+            cp.held_for += self.now - held_since
             cp.held_since = None
 
     def open_breach(self, rule: str) -> datetime:
@@ -675,10 +687,12 @@ class _Machine:
             self.s.breaches = [b for b in self.s.breaches if b.rule != rule]
 
     def failing(self) -> bool:
-        return any(r.verdict is Verdict.FAIL for r in self.not_passed)
+        return bool(self.not_passed) and any(r.verdict is Verdict.FAIL for r in self.not_passed)
 
     def errors(self) -> list[Judgement]:
         """The rules whose queries failed at this evaluation."""
+        if not self.not_passed:
+            return []
         return [r for r in self.not_passed if r.verdict is Verdict.ERROR]
 
     def sustained(self, rule: str, window: timedelta) -> bool:
@@ -729,8 +743,12 @@ class _Machine:
         plan = self.plan(cp.index)
         judged = cp.checkpoints_judged
         last = None
-        if judged:
-            last = next(c for c in reversed(self.s.checkpoints) if c.phase == phase.name).verdict
+        if judged:  # the phase's latest checkpoint: the last one recorded, unless edited by hand
+            records = self.s.checkpoints
+            latest = records[-1] if records and records[-1].phase == phase.name else None
+            if latest is None:
+                latest = next(c for c in reversed(records) if c.phase == phase.name)
+            last = latest.verdict
         said = plan.progress.get((judged, last))
         if said is None:
             said = plan.progress[judged, last] = _progress_words(phase, plan, judged, last)
@@ -744,7 +762,7 @@ class _Machine:
         if s.state is State.SCHEDULED:
             phase = self.spec.phases[self.next_index()]
             if phase.not_before is not None:
-                return max(timedelta(0), min(interval, phase.not_before - self.now))
+                return max(NO_TIME, min(interval, phase.not_before - self.now))
         if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
             phase = self.spec.phases[cp.index]
             offsets = self.plan(cp.index).offsets
@@ -753,7 +771,7 @@ class _Machine:
                 if cp.checkpoints_judged < len(offsets)
                 else phase.duration
             )
-            return max(timedelta(0), min(interval, due - cp.elapsed(self.now)))
+            return max(NO_TIME, min(interval, due - cp.elapsed(self.now)))
         return interval
 
     def timeliness(self) -> tuple[bool, str] | None:
@@ -771,10 +789,9 @@ class _Machine:
         s.observed_generation = generation if generation is not None else s.observed_generation
         errors = self.errors() if self.results else None
         _set_conditions(s, self.now, errors, self.control_news, self.timeliness())
-        touch = s.state not in (State.DEGRADED, State.INVALID)
         return Evaluation(
             status=s,
-            weight=s.desired_weight if touch else None,
+            weight=None if s.state in HANDS_OFF else s.desired_weight,
             workload=self.workload,
             events=tuple(self.events),
             next_evaluation=self.next_evaluation(),
@@ -817,12 +834,11 @@ def _set_conditions(
     timeliness: tuple[bool, str] | None = None,
 ) -> None:
     """Kubernetes-style conditions derived from the state; times move only on a flip."""
-    moving = s.state in (State.PENDING, State.PROGRESSING, State.PROMOTING)
-    bad = s.state in (State.ROLLED_BACK, State.INVALID, State.DEGRADED)
+    state, bad = s.state.value, s.state in BAD
     wanted = [
-        ("Ready", s.state is State.SUCCEEDED, s.state.value, s.message),
-        ("Progressing", moving, s.state.value, s.message),
-        ("Degraded", bad, s.state.value, s.message if bad else ""),
+        ("Ready", s.state is State.SUCCEEDED, state, s.message),
+        ("Progressing", s.state in MOVING, state, s.message),
+        ("Degraded", bad, state, s.message if bad else ""),
     ]
     previous = {c.type: c for c in s.conditions}
     rejected = s.hold_reason == HoldReason.REJECTED and bool(s.rejections)
@@ -873,7 +889,12 @@ def _set_conditions(
     for type_, ok, reason, message in wanted:
         status = "True" if ok else "False"
         old = previous.get(type_)
-        if old is not None and (old.status, old.reason, old.message) == (status, reason, message):
+        if (
+            old is not None
+            and old.status == status
+            and old.reason == reason
+            and old.message == message
+        ):
             conditions.append(old)  # unchanged: records are never edited, so it is shared
             continue
         since = old.last_transition_time if old is not None and old.status == status else now
