@@ -248,7 +248,9 @@ def _quiet_history(
 
 @dataclass
 class Tick:
-    evaluation: Evaluation | None
+    """What the daemon needs of an evaluation: when the next is due, and the rollout as
+    written. Not the evaluation itself: every waiting daemon would hold a status's objects."""
+
     next_evaluation: timedelta
     written: dict[str, Any] | None  # the object as the API returned it after our last write
     reread: bool = False  # the rollout as evaluated was not the API's latest: read it again
@@ -294,9 +296,9 @@ async def evaluate_once(
         try:
             written = await _record(ctx, body, status, evaluation)
         except Conflict:
-            return Tick(evaluation, timedelta(0), None, reread=True)
+            return Tick(timedelta(0), None, reread=True)
         _post_events(body, evaluation)
-        return Tick(evaluation, evaluation.next_evaluation, written)
+        return Tick(evaluation.next_evaluation, written)
 
     controls, refusals, control_keys, refused = _controls(meta.get("annotations") or {})
 
@@ -317,7 +319,7 @@ async def evaluate_once(
     promoting = status.state is State.PROMOTING
     if promoting and spec.stable.deployment and spec.canary.deployment:
         if not await _is_current(ctx, body):  # promote on the decision as it stands
-            return Tick(None, timedelta(0), None, reread=True)
+            return Tick(timedelta(0), None, reread=True)
         try:
             promotion_done = await asyncio.to_thread(
                 workloads.promote,
@@ -358,12 +360,12 @@ async def evaluate_once(
         written = await _record(ctx, body, status, evaluation)
     except Conflict:
         bound.info("the rollout changed since it was read; evaluating it again")
-        return Tick(evaluation, timedelta(0), None, reread=True)
+        return Tick(timedelta(0), None, reread=True)
     except NotFound:
         raise
     except Exception as error:  # a 5xx or a timeout: the write may or may not have landed
         bound.warning("status write failed; nothing acted on, evaluating again", error=str(error))
-        return Tick(evaluation, RETRY_AFTER, None, reread=True)
+        return Tick(RETRY_AFTER, None, reread=True)
 
     route_change = (
         evaluation.weight is not None and router is not None and route_weight != evaluation.weight
@@ -372,7 +374,7 @@ async def evaluate_once(
         spec.canary.deployment
     )
     if (route_change or scale_down) and written is None and not await _is_current(ctx, body):
-        return Tick(evaluation, timedelta(0), None, reread=True)
+        return Tick(timedelta(0), None, reread=True)
 
     # 2. The route, then the canary Deployment: what the stored decision asks for.
     if route_change and router is not None and evaluation.weight is not None:
@@ -421,7 +423,7 @@ async def evaluate_once(
             bound.info("consumed controls will be removed later", error=str(error))
             next_evaluation = min(next_evaluation, RETRY_AFTER)
     hand_over(ctx.notifier, evaluation, meta)
-    return Tick(evaluation, next_evaluation, written)
+    return Tick(next_evaluation, written)
 
 
 def _post_events(body: dict[str, Any], evaluation: Evaluation) -> None:
