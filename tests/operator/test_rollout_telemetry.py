@@ -13,6 +13,7 @@ from phasegate.engine import Measurement, Outcome
 from phasegate.engine.queries import plan_queries
 from phasegate.kube import Kube, NotFound
 from phasegate.localapi import LocalAPI
+from phasegate.report.history import judge_phase
 from phasegate.runtime.telemetry import Telemetry, standard
 from support.world import release
 
@@ -49,7 +50,8 @@ def test_each_rule_of_the_phase_has_its_latest_value_threshold_and_verdict() -> 
     spec = RolloutSpec.model_validate(release()["spec"])
     telemetry = standard(Telemetry())
     values = {"error-rate": 0.02, "p99-latency": None}
-    telemetry.record_evaluation("shop", "web", spec, running(), running(), measured(spec, values))
+    judged = judge_phase(spec, running(), measured(spec, values), "shop")
+    telemetry.record_evaluation("shop", "web", running(), running(), judged)
     text = telemetry.exposition()
     rule = 'metric="error-rate",namespace="shop",phase="canary",rollout="web"'
     assert f'phasegate_metric_value{{{rule},rule="successCriteria[0]"}} 0.02' in text
@@ -72,14 +74,13 @@ def test_a_new_phase_or_a_verdict_change_replaces_the_series_instead_of_adding()
     spec = RolloutSpec.model_validate(release()["spec"])
     telemetry = Telemetry()
     for value in (0.001, 0.02, 0.001):
-        telemetry.record_evaluation(
-            "shop", "web", spec, running(), running(),
-            measured(spec, {"error-rate": value, "p99-latency": 0.1}),
-        )  # fmt: skip
+        measurements = measured(spec, {"error-rate": value, "p99-latency": 0.1})
+        judged = judge_phase(spec, running(), measurements, "shop")
+        telemetry.record_evaluation("shop", "web", running(), running(), judged)
     assert len(series(telemetry, "phasegate_rule_verdict")) == 4  # one per rule of the phase
     assert len(series(telemetry, "phasegate_metric_value")) == 4
     ended = running().model_copy(update={"state": State.SUCCEEDED, "current_phase": None})
-    telemetry.record_evaluation("shop", "web", spec, ended, ended, {})
+    telemetry.record_evaluation("shop", "web", ended, ended, {})
     assert series(telemetry, "phasegate_metric_value") == []
     assert 'phasegate_rollouts{state="Succeeded"} 1' in telemetry.exposition()
 
@@ -88,10 +89,9 @@ def test_a_deleted_rollout_leaves_no_series_behind() -> None:
     spec = RolloutSpec.model_validate(release()["spec"])
     telemetry = standard(Telemetry())
     for name in ("web", "shop-api"):
-        telemetry.record_evaluation(
-            "shop", name, spec, running(), running(),
-            measured(spec, {"error-rate": 0.001, "p99-latency": 0.1}),
-        )  # fmt: skip
+        measurements = measured(spec, {"error-rate": 0.001, "p99-latency": 0.1})
+        judged = judge_phase(spec, running(), measurements, "shop")
+        telemetry.record_evaluation("shop", name, running(), running(), judged)
         telemetry.set("phasegate_canary_weight", 10, namespace="shop", rollout=name)
     telemetry.forget_rollout("shop", "web")
     text = telemetry.exposition()

@@ -9,7 +9,7 @@ from typing import Any
 
 from phasegate.api import State
 from phasegate.engine import Control, ControlAction, Evaluation, Observations
-from phasegate.report.history import record_history
+from phasegate.report.history import judge_phase, record_history
 from support.engine import Sim, healthy, reference_spec
 
 APPROVERS = ("engineering", "operations", "product", "finance")
@@ -28,9 +28,9 @@ class RecordingSim(Sim):
 
     def step(self, controls: Iterable[Control] = ()) -> Evaluation:
         before = self.status
-        result = record_history(
-            self.spec, before, super().step(controls), self.last.measurements, self.now, "learning"
-        )
+        evaluation = super().step(controls)  # observes: self.last
+        judged = judge_phase(self.spec, before, self.last.measurements, "learning")
+        result = record_history(before, evaluation, judged, self.now)
         self.status = result.status
         self.history[-1] = result
         return result

@@ -1,6 +1,7 @@
 """The phase history in status: what a phase report needs that no single evaluation keeps.
 
-Pure: called after the engine's evaluation with the same measurements. It changes status
+Pure: called after the engine's evaluation with the rules of the phase judged on the same
+measurements (:func:`judge_phase`, whose result the metrics share). It changes status
 only when something a report shows changes (a phase starts or ends, a decision, a new worst
 value), so a steady rollout still writes nothing.
 """
@@ -24,6 +25,9 @@ from phasegate.engine import Evaluation, Measurement
 from phasegate.engine.judge import judge
 from phasegate.engine.queries import requests_for, rules_of
 
+# The rules of a running phase the measurements answer, judged, by rule id.
+Judged = Mapping[str, tuple[Criterion, CriterionResult]]
+
 DECISIONS_PER_PHASE = 20
 ENDED = (State.ROLLED_BACK, State.SUCCEEDED)
 
@@ -45,7 +49,7 @@ def judge_phase(
     status: RolloutStatus,
     measurements: Mapping[str, Measurement],
     namespace: str,
-) -> dict[str, tuple[Criterion, CriterionResult]]:
+) -> Judged:
     """Every rule of the status's running phase that the measurements answer, judged."""
     cp = status.current_phase
     if cp is None or cp.started_at is None or cp.index >= len(spec.phases) or not measurements:
@@ -61,14 +65,10 @@ def judge_phase(
 
 
 def record_history(
-    spec: RolloutSpec,
-    before: RolloutStatus,
-    evaluation: Evaluation,
-    measurements: Mapping[str, Measurement],
-    now: datetime,
-    namespace: str,
+    before: RolloutStatus, evaluation: Evaluation, judged: Judged, now: datetime
 ) -> Evaluation:
-    """The evaluation with its status's phase history brought up to date."""
+    """The evaluation with its status's phase history brought up to date; ``judged``: the
+    rules of ``before``'s running phase (:func:`judge_phase`)."""
     after = evaluation.status
     restarted = after.revision != before.revision or any(
         e.reason == "Restarted" for e in evaluation.events
@@ -93,7 +93,7 @@ def record_history(
         )
         if ended and (done := record(old.name)).ended_at is None:
             done.ended_at = now
-        for rule_id, (rule, result) in judge_phase(spec, before, measurements, namespace).items():
+        for rule_id, (rule, result) in judged.items():
             _keep_worst(record(old.name), rule_id, rule, result, now)
     if new is not None and new.started_at is not None:
         running = record(new.name)

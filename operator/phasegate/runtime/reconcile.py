@@ -47,7 +47,7 @@ from phasegate.kube import Conflict, Forbidden, Kube, NotFound
 from phasegate.metrics import Prometheus, PrometheusSettings
 from phasegate.notify.delivery import Notifier
 from phasegate.notify.hook import hand_over, with_notifications
-from phasegate.report.history import record_history
+from phasegate.report.history import Judged, judge_phase, record_history
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteCache, RouteError, Router, router_for
 
@@ -212,10 +212,9 @@ def _controls(
 
 def _history(
     ctx: Context,
-    spec: RolloutSpec,
     status: RolloutStatus,
     evaluation: Evaluation,
-    measurements: dict[str, Measurement],
+    judged: Judged,
     now: datetime,
     namespace: str,
     name: str,
@@ -226,7 +225,7 @@ def _history(
     if unwritten is not None and unwritten[0] == status.phase_history:
         kept = evaluation.status.model_copy(update={"phase_history": unwritten[1]})
         evaluation = dataclasses.replace(evaluation, status=kept)
-    return record_history(spec, status, evaluation, measurements, now, namespace)
+    return record_history(status, evaluation, judged, now)
 
 
 def _quiet_history(
@@ -349,8 +348,9 @@ async def evaluate_once(
     evaluation = evaluate(
         spec, status, observations, now, namespace=namespace, generation=generation
     )
-    evaluation = _history(ctx, spec, status, evaluation, measurements, now, namespace, name)
-    ctx.telemetry.record_evaluation(namespace, name, spec, status, evaluation.status, measurements)
+    judged = judge_phase(spec, status, measurements, namespace)  # for history and metrics
+    evaluation = _history(ctx, status, evaluation, judged, now, namespace, name)
+    ctx.telemetry.record_evaluation(namespace, name, status, evaluation.status, judged)
     evaluation = with_notifications(ctx.notifier, spec, status, evaluation, meta, measurements, now)
     evaluation = _quiet_history(ctx, status, evaluation, namespace, name)
     next_evaluation = evaluation.next_evaluation

@@ -10,7 +10,7 @@ import bisect
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +19,8 @@ from aiohttp import web
 from phasegate.api.status import RolloutStatus, State
 
 if TYPE_CHECKING:
-    from phasegate.api.spec import RolloutSpec
-    from phasegate.engine import Measurement
     from phasegate.kube import Kube
+    from phasegate.report.history import Judged
 
 Labels = tuple[tuple[str, str], ...]
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -92,15 +91,12 @@ class Telemetry:
         self,
         namespace: str,
         rollout: str,
-        spec: RolloutSpec,
         before: RolloutStatus,
         after: RolloutStatus,
-        measurements: Mapping[str, Measurement],
+        judged: Judged,
     ) -> None:
         """The rollout's state, and the latest value and threshold of every rule of the phase
-        just measured (the series of rules no longer measured are dropped)."""
-        from phasegate.report.history import judge_phase
-
+        just measured, ``judged`` (the series of rules no longer measured are dropped)."""
         self._state(namespace, rollout, after.state)
         for name, key in self.rule_series.pop((namespace, rollout), []):
             self.gauges[name].pop(key, None)
@@ -111,7 +107,7 @@ class Telemetry:
             kept.append((name, _labels(labels)))
 
         phase = before.current_phase
-        for rule_id, (rule, result) in judge_phase(spec, before, measurements, namespace).items():
+        for rule_id, (rule, result) in judged.items():
             assert phase is not None  # judge_phase judges only a running phase
             labels = {
                 "namespace": namespace,
