@@ -139,7 +139,7 @@ def judge_rules(
                 continue
             # The common case, here rather than in _judge: one value against max and/or min.
             if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
-                value = next(iter(answer.series.values()))
+                (value,) = answer.series.values()
                 if not isnan(value):
                     high, low = rule.criterion.max, rule.criterion.min
                     if (high is not None and value > high) or (low is not None and value < low):

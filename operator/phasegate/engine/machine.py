@@ -281,48 +281,60 @@ class _Machine:
         plan = self.plan(cp.index)
         offsets = plan.offsets
         elapsed = cp.elapsed(self.now)
-        wanted = plan.success_criteria
-        criteria = [self.results[rule] for rule in wanted if rule in self.results]
-        # A query error defers a checkpoint: a Prometheus outage is not a verdict on the canary.
-        deferred = len(criteria) < len(wanted) or (
-            bool(self.not_passed) and any(r.verdict is Verdict.ERROR for r in criteria)
-        )
-        while not deferred:
-            judged = self.current.checkpoints_judged
-            if judged == len(offsets) or offsets[judged] > elapsed:
-                break
-            self.record_checkpoint(phase, offsets[judged], criteria)
-        cp = self.current  # (a copy, if a checkpoint was recorded)
+        judged = cp.checkpoints_judged
+        if judged < len(offsets) and offsets[judged] <= elapsed and self.criteria_judged(plan):
+            criteria = [self.results[rule] for rule in plan.success_criteria]
+            while judged < len(offsets) and offsets[judged] <= elapsed:
+                self.record_checkpoint(phase, offsets[judged], criteria)
+                cp = self.current  # (recording changed a copy of it)
+                judged = cp.checkpoints_judged
         # Most evaluations leave these as they are: comparing costs less than assigning.
-        due = offsets[cp.checkpoints_judged] if cp.checkpoints_judged < len(offsets) else None
+        due = offsets[judged] if judged < len(offsets) else None
         if cp.next_checkpoint != due:
             self.phase_to_change().next_checkpoint = due
         progress = f"{cp.checkpoints_passed}/{cp.checkpoints_total}"
         if self.s.progress != progress:
             self.s.progress = progress
-        if cp.checkpoints_judged == len(offsets) and elapsed >= phase.duration:
+        if judged == len(offsets) and elapsed >= phase.duration:
             if cp.checkpoints_passed == len(offsets):
                 self.advance(f"{phase.name}: all {len(offsets)} checkpoints passed")
             else:
-                failed = len(offsets) - cp.checkpoints_passed
-                last_failed = [
-                    r
-                    for c in self.s.checkpoints
-                    if c.phase == phase.name and c.verdict is not CheckpointVerdict.PASSED
-                    for r in (c.results or [])
-                    if r.verdict is not Verdict.PASS
-                ]
-                self.hold(
-                    HoldReason.GATE,
-                    f"{phase.name} ended with {failed} of {len(offsets)} checkpoints not passed; "
-                    "promote, retry or abort",
-                    last_failed[-len(criteria) :] if criteria else [],
-                    lower_weight=True,
-                )
+                self.gate_closed(phase, plan)
         else:
             message = self.progress_message(phase)
             if self.s.message != message:
                 self.s.message = message
+
+    def criteria_judged(self, plan: PhasePlan) -> bool:
+        """Whether every success criterion has a verdict on the canary. A query error defers a
+        checkpoint: a Prometheus outage is not a verdict on the canary."""
+        wanted = plan.success_criteria_set
+        if not self.results.keys() >= wanted:
+            return False
+        return not any(
+            r.verdict is Verdict.ERROR and r.rule.rule_id in wanted for r in self.not_passed
+        )
+
+    def gate_closed(self, phase: Phase, plan: PhasePlan) -> None:
+        """The phase ended with checkpoints not passed: hold, the last failures as evidence."""
+        cp = self.current
+        offsets = plan.offsets
+        criteria = [self.results[rule] for rule in plan.success_criteria if rule in self.results]
+        failed = len(offsets) - cp.checkpoints_passed
+        last_failed = [
+            r
+            for c in self.s.checkpoints
+            if c.phase == phase.name and c.verdict is not CheckpointVerdict.PASSED
+            for r in (c.results or [])
+            if r.verdict is not Verdict.PASS
+        ]
+        self.hold(
+            HoldReason.GATE,
+            f"{phase.name} ended with {failed} of {len(offsets)} checkpoints not passed; "
+            "promote, retry or abort",
+            last_failed[-len(criteria) :] if criteria else [],
+            lower_weight=True,
+        )
 
     def record_checkpoint(self, phase: Phase, offset: timedelta, criteria: list[Judgement]) -> None:
         cp = self.phase_to_change()
@@ -764,12 +776,11 @@ class _Machine:
             if phase.not_before is not None:
                 return max(NO_TIME, min(interval, phase.not_before - self.now))
         if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
-            phase = self.spec.phases[cp.index]
             offsets = self.plan(cp.index).offsets
             due = (
                 offsets[cp.checkpoints_judged]
                 if cp.checkpoints_judged < len(offsets)
-                else phase.duration
+                else self.spec.phases[cp.index].duration
             )
             return max(NO_TIME, min(interval, due - cp.elapsed(self.now)))
         return interval
@@ -786,7 +797,8 @@ class _Machine:
 
     def result(self, generation: int | None) -> Evaluation:
         s = self.s
-        s.observed_generation = generation if generation is not None else s.observed_generation
+        if generation is not None:
+            s.observed_generation = generation
         errors = self.errors() if self.results else None
         _set_conditions(s, self.now, errors, self.control_news, self.timeliness())
         return Evaluation(

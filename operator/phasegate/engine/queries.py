@@ -66,6 +66,7 @@ class PhasePlan:
     rules: tuple[RulePlan, ...]
     queries: tuple[QueryRequest, ...]  # distinct (by key), in a stable order
     success_criteria: tuple[str, ...]  # the rule ids, in order
+    success_criteria_set: frozenset[str]
     rollback_triggers: tuple[tuple[str, timedelta], ...]  # rule id and its ``for``
     hold_triggers: tuple[tuple[str, timedelta], ...]
     offsets: tuple[timedelta, ...]  # Phase.checkpoint_offsets
@@ -84,11 +85,15 @@ _PLANS_LOCK = threading.Lock()
 def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan:
     """The phase's rules with their queries, computed once per spec object."""
     key = (id(spec), namespace, phase_index)
-    with _PLANS_LOCK:
-        kept = _PLANS.get(key)
-        if kept is not None and kept[0] is spec:  # the same object, not a reused id
+    # A hit takes no lock: a read and a move_to_end are each atomic on an OrderedDict.
+    kept = _PLANS.get(key)
+    if kept is not None and kept[0] is spec:  # the same object, not a reused id
+        # (not contextlib.suppress: on this path it would cost more than the lookup)
+        try:  # noqa: SIM105
             _PLANS.move_to_end(key)
-            return kept[1]
+        except KeyError:  # evicted by another thread meanwhile: it stays out
+            pass
+        return kept[1]
     phase = spec.phases[phase_index]
     rules = []
     for rule_id, rule in rules_of(phase):
@@ -98,10 +103,12 @@ def phase_plan(spec: RolloutSpec, namespace: str, phase_index: int) -> PhasePlan
     for planned in rules:
         for request in planned.requests.values():
             distinct.setdefault(request.key, request)
+    success = tuple(f"successCriteria[{i}]" for i in range(len(phase.success_criteria)))
     plan = PhasePlan(
         tuple(rules),
         tuple(distinct.values()),
-        tuple(f"successCriteria[{i}]" for i in range(len(phase.success_criteria))),
+        success,
+        frozenset(success),
         tuple((f"rollbackTriggers[{i}]", t.for_) for i, t in enumerate(phase.rollback_triggers)),
         tuple((f"holdTriggers[{i}]", t.for_) for i, t in enumerate(phase.hold_triggers)),
         tuple(phase.checkpoint_offsets),
