@@ -499,6 +499,24 @@ def test_watch_from_a_resource_version_sends_only_later_changes(kube: Api) -> No
     ]
 
 
+def test_a_label_change_brings_an_object_into_a_selecting_watch_and_takes_it_out(
+    kube: Api,
+) -> None:
+    kube.ok("POST", kube.cm, configmap("x", {"team": "b"}))
+    mark = kube.ok("GET", kube.cm)["metadata"]["resourceVersion"]
+    path, merge = f"{kube.cm}/x", "application/merge-patch+json"
+    kube.ok("PATCH", path, {"metadata": {"labels": {"team": "a"}}}, content_type=merge)
+    kube.ok("PATCH", path, {"data": {"k": "v"}}, content_type=merge)
+    kube.ok("PATCH", path, {"metadata": {"labels": {"team": "c"}}}, content_type=merge)
+    query = {"resourceVersion": mark, "timeoutSeconds": "1", "labelSelector": "team=a"}
+    events = kube.stream(kube.cm, query)
+    assert [(e["type"], e["object"]["metadata"]["labels"]["team"]) for e in events] == [
+        ("ADDED", "a"),
+        ("MODIFIED", "a"),
+        ("DELETED", "a"),  # as it was when it last matched
+    ]
+
+
 def test_watch_without_a_resource_version_starts_with_the_current_state(kube: Api) -> None:
     kube.ok("POST", kube.cm, configmap("one", {"test": "w"}))
     events = kube.stream(kube.cm, {"timeoutSeconds": "1", "labelSelector": "test=w"})

@@ -17,7 +17,7 @@ from aiohttp import web
 from phasegate.localapi import patching, schema, tables
 from phasegate.localapi.resources import Resource, builtin_resources, from_crd
 from phasegate.localapi.selectors import SelectorError, field_selector, label_selector
-from phasegate.localapi.store import Change, Obj, Store, Watcher
+from phasegate.localapi.store import Obj, Store, Watcher
 
 SERVER_VERSION = {
     "major": "1",
@@ -423,7 +423,7 @@ class KubernetesAPI:
                 )
                 initial = [("ERROR", gone.status())]
             else:
-                initial = [(c.type, c.obj) for c in since if watcher.wants(c)]
+                initial = [seen for c in since if (seen := watcher.seen_as(c))]
         self.store.subscribe(watcher)  # no await since the snapshot: nothing is missed
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
@@ -437,7 +437,7 @@ class KubernetesAPI:
             deadline = loop.time() + timeout
             while (left := deadline - loop.time()) > 0:
                 try:
-                    change: Change = await asyncio.wait_for(
+                    type_, obj = await asyncio.wait_for(
                         watcher.queue.get(), min(left, self.bookmark_interval)
                     )
                 except TimeoutError:
@@ -449,7 +449,7 @@ class KubernetesAPI:
                         }
                         await self._send(response, resource, "BOOKMARK", bookmark, False)
                     continue
-                await self._send(response, resource, change.type, change.obj, as_table)
+                await self._send(response, resource, type_, obj, as_table)
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass

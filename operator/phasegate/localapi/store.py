@@ -26,6 +26,7 @@ class Change:
     namespace: str
     type: str  # ADDED, MODIFIED, DELETED
     obj: Obj
+    before: Obj | None = None  # what a MODIFIED change replaced
 
 
 @dataclass(eq=False)
@@ -33,12 +34,21 @@ class Watcher:
     resource: ResourceKey
     namespace: str | None
     matches: Matcher
-    queue: asyncio.Queue[Change] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[tuple[str, Obj]] = field(default_factory=asyncio.Queue)
 
-    def wants(self, change: Change) -> bool:
+    def seen_as(self, change: Change) -> tuple[str, Obj] | None:
+        """The event this watch sends for ``change``, or None. As kube-apiserver does, an
+        object a change brings into the watch's selection is ADDED, and one it takes out is
+        DELETED, as it was when it last matched."""
         if self.namespace is not None and change.namespace != self.namespace:
-            return False
-        return self.matches(change.obj)
+            return None
+        now = self.matches(change.obj)
+        if change.before is None:
+            return (change.type, change.obj) if now else None
+        was = self.matches(change.before)
+        if now:
+            return ("MODIFIED" if was else "ADDED", change.obj)
+        return ("DELETED", change.before) if was else None
 
 
 class Store:
@@ -79,17 +89,20 @@ class Store:
 
     def put(self, key: ResourceKey, namespace: str, name: str, obj: Obj, type_: str) -> None:
         """Store ``obj`` (its resourceVersion already set by the caller) and tell watchers."""
+        before = None
         if type_ == "DELETED":
             self.objects.get(key, {}).pop((namespace, name), None)
         else:
-            self.objects.setdefault(key, {})[(namespace, name)] = obj
-        change = Change(int(obj["metadata"]["resourceVersion"]), key, namespace, type_, obj)
+            before = self.objects.setdefault(key, {}).get((namespace, name))
+            self.objects[key][(namespace, name)] = obj
+        rv = int(obj["metadata"]["resourceVersion"])
+        change = Change(rv, key, namespace, type_, obj, before if type_ == "MODIFIED" else None)
         if len(self.changes) == self.changes.maxlen:
             self.oldest_rv = self.changes[0].rv + 1
         self.changes.append(change)
         for watcher in self.watchers.get(key, ()):
-            if watcher.wants(change):
-                watcher.queue.put_nowait(change)
+            if (seen := watcher.seen_as(change)) is not None:
+                watcher.queue.put_nowait(seen)
 
     def since(self, key: ResourceKey, rv: int) -> list[Change] | None:
         """Changes of a resource after ``rv``; None when the window no longer reaches back."""
