@@ -334,6 +334,24 @@ class Kube:
             return None
         return bool(answer.status.allowed) if answer.status else None
 
+    def refuses_selector(self, selector: str, namespace: str | None = None) -> str | None:
+        """Why the API refuses ``selector`` as a label selector of rollouts (its 400's
+        message), or None when it takes it; a list of at most one rollout asks it."""
+        try:
+            if namespace is None:
+                self.custom.list_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, label_selector=selector, limit=1
+                )
+            else:
+                self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, label_selector=selector, limit=1
+                )
+        except ApiException as error:
+            if error.status == 400:
+                return _message(error)
+            raise
+        return None
+
     def merge_patch_custom(
         self,
         group: str,

@@ -1,8 +1,11 @@
 """Three shards, each its own peering: every rollout is evaluated by exactly one operator, and
-a shard whose active replica dies is taken over by its standby, not by another shard."""
+a shard whose active replica dies is taken over by its standby, not by another shard. And
+operators split by labels (--selector): each sees only its own, and a relabelled rollout moves."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -164,3 +167,52 @@ def test_changing_the_number_of_shards_moves_rollouts_without_a_decision_twice_o
             name=name,
             what=f"{name}'s finalizers {expected}",
         )
+
+
+def test_operators_split_by_labels_and_a_relabelled_rollout_moves_to_the_other(
+    world: World,
+) -> None:
+    """``--selector team=a`` and ``team=b``: the API shows each operator only its rollouts.
+    One relabelled from a to b goes on under b's operator, and a's keeps nothing of it."""
+    phase = {**release()["spec"]["phases"][0], "duration": "10m", "checkpoints": ["10m"]}
+    for name, team in (("ra", "a"), ("rb", "b")):
+        spec = release(name)["spec"]
+        spec["trafficRouting"]["gatewayAPI"]["httpRoute"] = name
+        spec["phases"] = [phase]
+        rollout = release(name, **spec)
+        rollout["metadata"]["labels"] = {"team": team}
+        world.apply(route(name), rollout)
+    teams = {
+        team: world.start_operator(f"team-{team}", "--standalone", "--selector", f"team={team}")
+        for team in "ab"
+    }
+    for name in ("ra", "rb"):
+        world.wait(lambda s: s.get("canaryWeight") == 10, name=name, what=f"{name}'s canary")
+    assert [weights_reported(teams[t]) for t in "ab"] == [{"ra"}, {"rb"}]
+
+    world.stack.kubectl("label", "prollout", "ra", "-n", world.ns, "team=b", "--overwrite")
+    world.wait(
+        lambda _: [weights_reported(teams[t]) for t in "ab"] == [set(), {"ra", "rb"}],
+        name="ra",
+        timeout=30,
+        what="ra evaluated by team b's operator only",
+    )
+    world.control("pause", name="ra", by="alice")
+    world.wait(lambda s: s.get("state") == "Paused", name="ra", what="the pause, applied")
+    assert weights_reported(teams["a"]) == set()
+
+
+def test_a_selector_the_api_refuses_stops_the_operator_with_its_reason(world: World) -> None:
+    stack = world.stack
+    env = {**stack.env(), "KUBECONFIG": str(stack.operator_kubeconfig or stack.kubeconfig)}
+    command = [sys.executable, "-m", "phasegate.cli.main", "run", "--standalone"]
+    started = subprocess.run(
+        [*command, "--all-namespaces", "--selector", "team in (a", "--health-port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "--selector 'team in (a'" in started.stderr, started.stderr[-2000:]

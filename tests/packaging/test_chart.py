@@ -24,6 +24,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "single namespace": {"rbac": {"namespaced": True}},
     "watch a list, cluster role": {"watchNamespaces": ["shop"]},
     "three shards": {"shards": 3},
+    "a label selection": {"selector": "team in (web, api)", "peering": {"name": "phasegate-web"}},
     "secrets, monitor, one replica": {
         "rbac": {"secretNames": ["prometheus-auth"]},
         "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
@@ -204,6 +205,21 @@ def test_shards_get_a_deployment_a_peering_and_a_budget_each() -> None:
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector["phasegate.dev/shard"] == str(i) and deployment["spec"]["replicas"] == 2
         assert budget["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_a_selector_is_passed_whole_to_the_operator() -> None:
+    (deployment,) = of_kind(render(VALUE_SETS["a label selection"]), "Deployment")
+    args = _build_parser().parse_args(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert (args.selector, args.peering) == ("team in (web, api)", "phasegate-web")
+    (default,) = of_kind(render({}), "Deployment")
+    assert (
+        _build_parser()
+        .parse_args(default["spec"]["template"]["spec"]["containers"][0]["args"])
+        .selector
+        is None
+    )
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())

@@ -108,6 +108,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "is I; the default peering becomes phasegate-shard-I",
     )
     run.add_argument(
+        "--selector",
+        default=None,
+        metavar="LABELS",
+        help="watch only the rollouts with these labels (a label selector, e.g. team=payments "
+        "or 'tier in (web,api)'; the API filters them, so the others cost this operator "
+        "nothing): one operator deployment per selector, each with its own peering",
+    )
+    run.add_argument(
         "--priority",
         type=int,
         default=None,
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 or ("phasegate-hub" if args.hub else "phasegate")
                 + (f"-shard-{args.shard.index}" if args.shard else ""),
                 shard=args.shard,
+                selector=args.selector,
                 hub=args.hub,
                 prometheus=args.prometheus,
                 prometheus_max_in_flight=args.prometheus_max_in_flight,

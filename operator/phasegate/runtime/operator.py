@@ -31,6 +31,12 @@ from phasegate.traffic.weighted import WeightedRouter
 log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
 FINALIZER = f"{PREFIX}/finalizer"
+# Why a daemon stops when its rollout is no longer this operator's to evaluate.
+NO_LONGER_HERE = (
+    kopf.DaemonStoppingReason.RESOURCE_DELETED
+    | kopf.DaemonStoppingReason.FILTERS_MISMATCH
+    | kopf.DaemonStoppingReason.OPERATOR_PAUSING
+)
 
 
 def configure_kopf(
@@ -40,8 +46,10 @@ def configure_kopf(
     priority: int = 0,
     peering_lifetime: int = 15,
     shard: Shard | None = None,
+    selector: str | None = None,
 ) -> None:
-    """kopf's own progress in annotations under our prefix, never in our status schema."""
+    """kopf's own progress in annotations under our prefix, never in our status schema.
+    ``selector``: only rollouts with these labels are watched (the API filters them)."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
@@ -50,6 +58,8 @@ def configure_kopf(
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    if selector:
+        settings.watching.label_selectors[GROUP, PLURAL] = selector
     if peering:
         settings.peering.name = peering
         settings.peering.mandatory = True
@@ -85,6 +95,7 @@ def register(
     priority: int = 0,
     peering_lifetime: int = 15,
     shard: Shard | None = None,
+    selector: str | None = None,
 ) -> None:
     def owned(name: str | None, namespace: str | None, **_: Any) -> bool:
         return shard is None or shard.owns(namespace, name)
@@ -97,6 +108,7 @@ def register(
             priority=priority,
             peering_lifetime=peering_lifetime,
             shard=shard,
+            selector=selector,
         )
         memo["context"] = context
 
@@ -117,68 +129,30 @@ def register(
         body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
     ) -> None:
         ctx: Context = memo["context"]
-        # kopf's body follows the watch, which may lag behind our own writes (or show kopf's
-        # finalizer patch before our status). The rollout is evaluated as the watch shows it,
-        # except while the watch has not yet caught up with our own last write: then as that
-        # write stored it. Either may be behind another writer; status writes are conditional
-        # on the version evaluated, so a stale one fails (409) and the API itself is read.
-        written: dict[str, Any] | None = None  # the object our last write stored
-        written_over: str | None = None  # the resourceVersion that write replaced
-        reread = False
-        loop = asyncio.get_running_loop()
-        due, period, late = loop.time(), 0.0, False
-        while not stopped:
-            # A copy of the top level only: kopf gives each watch event a new object and
-            # changes none it gave, and an evaluation changes nothing it reads.
-            current = dict(body)
-            meta = current["metadata"]
-            if foreign := foreign_finalizers(current, shard):
-                await _remove_finalizers(ctx, current, foreign)
-            if written is not None and meta.get("resourceVersion") != written_over:
-                written = None  # the watch has caught up with our write (or gone past it)
-            try:
-                if reread:
-                    current = await asyncio.to_thread(
-                        ctx.kube.get_rollout, meta["namespace"], meta["name"]
-                    )
-                elif written is not None:
-                    current = written
-                # Lag: from when the evaluation was due (the previous one's start plus the
-                # delay it asked for) to now. Every due time that passed counts as due.
-                started = loop.time()
-                lag = max(0.0, started - due)
-                ctx.telemetry.observe("phasegate_evaluation_lag_seconds", lag)
-                missed = int(lag // period) if period > 0 else 0
-                ctx.telemetry.inc("phasegate_evaluations_due_total", 1 + missed)
-                if missed and not late:
-                    log.warning(
-                        "evaluations falling behind",
-                        namespace=meta["namespace"],
-                        rollout=meta["name"],
-                        lag=round(lag, 3),
-                        interval=period,
-                    )
-                late = missed > 0
-                tick = await evaluate_once(
-                    ctx, current, datetime.now(UTC), late_by=timedelta(seconds=lag)
-                )
-            except NotFound:
-                return  # deleted between the watch and us; the delete handler restores the route
-            except Exception:  # a bug or an API outage must not end the daemon for ever
-                log.exception(
-                    "evaluation failed; retrying", namespace=meta["namespace"], rollout=meta["name"]
-                )
-                reread = True
-                await stopped.wait(5)
-                continue
-            reread = tick.reread
-            if tick.written is not None:
-                written = tick.written
-                written_over = current["metadata"].get("resourceVersion")
-            period = tick.next_evaluation.total_seconds()
-            due = started + period
-            if due > loop.time():
-                await stopped.wait(due - loop.time())
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        ctx.evaluating.add(key)
+        try:
+            await _evaluate_until_stopped(ctx, body, stopped, shard)
+        finally:
+            ctx.evaluating.discard(key)
+            departed = key in ctx.departed
+            ctx.departed.discard(key)
+            if departed or (stopped.reason is not None and stopped.reason & NO_LONGER_HERE):
+                # Deleted, out of this operator's selection or shard, or another replica
+                # acts: nothing of the rollout stays in this one's memory and metrics.
+                ctx.telemetry.forget_rollout(*key)
+                ctx.forget(*key)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="departures")
+    async def departures(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """A rollout that leaves the watch without being deleted (relabelled out of the
+        operator's --selector) is not stopped by kopf: its daemon ends at its next wake-up."""
+        ctx: Context = memo["context"]
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if type == "DELETED" and key in ctx.evaluating:
+            ctx.departed.add(key)
+        elif type != "DELETED":
+            ctx.departed.discard(key)
 
     # The routes' watches keep the copies evaluations read (traffic.cache); only the kinds
     # the operator may list and watch (its --traffic-providers) are watched.
@@ -209,6 +183,76 @@ def register(
             logger.info(f"route not restored: {error}")
         ctx.telemetry.forget_rollout(body["metadata"]["namespace"], body["metadata"]["name"])
         ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+async def _evaluate_until_stopped(
+    ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, shard: Shard | None
+) -> None:
+    """Evaluate the rollout, each time its last evaluation asked, until kopf stops it."""
+    # kopf's body follows the watch, which may lag behind our own writes (or show kopf's
+    # finalizer patch before our status). The rollout is evaluated as the watch shows it,
+    # except while the watch has not yet caught up with our own last write: then as that
+    # write stored it. Either may be behind another writer; status writes are conditional
+    # on the version evaluated, so a stale one fails (409) and the API itself is read.
+    written: dict[str, Any] | None = None  # the object our last write stored
+    written_over: str | None = None  # the resourceVersion that write replaced
+    reread = False
+    loop = asyncio.get_running_loop()
+    due, period, late = loop.time(), 0.0, False
+    while not stopped:
+        if (body["metadata"]["namespace"], body["metadata"]["name"]) in ctx.departed:
+            return
+        # A copy of the top level only: kopf gives each watch event a new object and
+        # changes none it gave, and an evaluation changes nothing it reads.
+        current = dict(body)
+        meta = current["metadata"]
+        if foreign := foreign_finalizers(current, shard):
+            await _remove_finalizers(ctx, current, foreign)
+        if written is not None and meta.get("resourceVersion") != written_over:
+            written = None  # the watch has caught up with our write (or gone past it)
+        try:
+            if reread:
+                current = await asyncio.to_thread(
+                    ctx.kube.get_rollout, meta["namespace"], meta["name"]
+                )
+            elif written is not None:
+                current = written
+            # Lag: from when the evaluation was due (the previous one's start plus the
+            # delay it asked for) to now. Every due time that passed counts as due.
+            started = loop.time()
+            lag = max(0.0, started - due)
+            ctx.telemetry.observe("phasegate_evaluation_lag_seconds", lag)
+            missed = int(lag // period) if period > 0 else 0
+            ctx.telemetry.inc("phasegate_evaluations_due_total", 1 + missed)
+            if missed and not late:
+                log.warning(
+                    "evaluations falling behind",
+                    namespace=meta["namespace"],
+                    rollout=meta["name"],
+                    lag=round(lag, 3),
+                    interval=period,
+                )
+            late = missed > 0
+            tick = await evaluate_once(
+                ctx, current, datetime.now(UTC), late_by=timedelta(seconds=lag)
+            )
+        except NotFound:
+            return  # deleted between the watch and us; the delete handler restores the route
+        except Exception:  # a bug or an API outage must not end the daemon for ever
+            log.exception(
+                "evaluation failed; retrying", namespace=meta["namespace"], rollout=meta["name"]
+            )
+            reread = True
+            await stopped.wait(5)
+            continue
+        reread = tick.reread
+        if tick.written is not None:
+            written = tick.written
+            written_over = current["metadata"].get("resourceVersion")
+        period = tick.next_evaluation.total_seconds()
+        due = started + period
+        if due > loop.time():
+            await stopped.wait(due - loop.time())
 
 
 def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[..., Awaitable[None]]:

@@ -85,6 +85,10 @@ class Context:
     unwritten_history: dict[tuple[str, str], tuple[list[PhaseRecord], list[PhaseRecord]]] = field(
         default_factory=dict
     )
+    # The rollouts whose daemons run, and those of them that left the watch without being
+    # deleted (relabelled out of --selector): their daemons end at their next wake-up.
+    evaluating: set[tuple[str, str]] = field(default_factory=set)
+    departed: set[tuple[str, str]] = field(default_factory=set)
     # Each rollout's spec as last received, and it validated (or the problems found).
     specs: dict[tuple[str, str], tuple[Any, RolloutSpec | None, list[str]]] = field(
         default_factory=dict

@@ -37,6 +37,7 @@ class RunOptions:
     peering_lifetime: int = 15
     hub: bool = False  # drive ProgressiveReleases across regions instead of rollouts here
     shard: Shard | None = None  # own only this shard's rollouts
+    selector: str | None = None  # watch only the rollouts with these labels
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
@@ -55,6 +56,10 @@ async def run(options: RunOptions) -> None:
         traffic_providers=options.traffic_providers,
         namespaces=options.namespaces,
     )
+    if options.selector:
+        where = options.namespaces[0] if options.namespaces else None
+        if refusal := context.kube.refuses_selector(options.selector, where):
+            raise SystemExit(f"--selector {options.selector!r}: {refusal}")
     registry = kopf.OperatorRegistry()
     if options.hub:
         from phasegate.hub.daemon import Hub, register_hub
@@ -77,6 +82,7 @@ async def run(options: RunOptions) -> None:
             priority=options.priority,
             peering_lifetime=options.peering_lifetime,
             shard=options.shard,
+            selector=options.selector,
         )
     readiness = Readiness({"kopf": "kopf is starting"})
     runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
@@ -90,6 +96,7 @@ async def run(options: RunOptions) -> None:
         peering=options.peering,
         priority=options.priority,
         shard=str(options.shard) if options.shard else None,
+        selector=options.selector,
         health=f":{options.health_port}/healthz",
         readiness=f":{options.health_port}/readyz",
         metrics=f":{options.metrics_port}/metrics",
