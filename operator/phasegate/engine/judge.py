@@ -37,6 +37,10 @@ class RulePlan:
     threshold: str  # the criterion's threshold in words, as status shows it
     keys: tuple[str, ...]  # of its requests: the rule is judged when all were answered
     one_value: bool  # judged on the one value of its one (canary) query against max/min
+    # The criterion's bounds and the canary query's key, at hand for judging one value.
+    max: float | None
+    min: float | None
+    key: str
 
     @classmethod
     def of(
@@ -49,7 +53,18 @@ class RulePlan:
         keys = tuple(r.key for r in requests.values())
         single = len(requests) == 1 and requests["canary"].window is None and one_value(criterion)
         threshold = criterion.describe_threshold()
-        return cls(rule_id, criterion, metric, requests, threshold, keys, single)
+        return cls(
+            rule_id,
+            criterion,
+            metric,
+            requests,
+            threshold,
+            keys,
+            single,
+            criterion.max,
+            criterion.min,
+            requests["canary"].key,
+        )
 
 
 class Judgement:
@@ -134,14 +149,14 @@ def judge_rules(
     not_passed: list[Judgement] = []
     for rule in rules:
         if rule.one_value:
-            answer = measurements.get(rule.keys[0])
+            answer = measurements.get(rule.key)
             if answer is None:
                 continue
             # The common case, here rather than in _judge: one value against max and/or min.
             if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
                 (value,) = answer.series.values()
                 if not isnan(value):
-                    high, low = rule.criterion.max, rule.criterion.min
+                    high, low = rule.max, rule.min
                     if (high is not None and value > high) or (low is not None and value < low):
                         judged[rule.rule_id] = failed = Judgement(rule, Verdict.FAIL, value)
                         not_passed.append(failed)

@@ -7,6 +7,7 @@ returns, writes the status when it differs from the one it passed in, and posts 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -135,10 +136,10 @@ class _Machine:
     namespace: str
     events: list[Event] = field(default_factory=list)
     workload: WorkloadAction | None = None
-    results: dict[str, Judgement] = field(default_factory=dict)  # by rule id
+    results: Mapping[str, Judgement] = field(default_factory=dict)  # by rule id
     # The judgements other than Pass, in rule order. Most evaluations have none: then no
     # query failed, no breach window opens and no rule fires.
-    not_passed: list[Judgement] = field(default_factory=list)
+    not_passed: Sequence[Judgement] = ()
     control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
     plans: dict[int, PhasePlan] = field(default_factory=dict)  # by phase index
     own_phase: bool = False  # s.current_phase is the machine's own, to change
