@@ -16,6 +16,12 @@ from phasegate.api.spec import Criterion, Metric, NoDataPolicy
 from phasegate.api.status import CriterionResult, Verdict, trusted
 from phasegate.engine.inputs import Backend, Measurement, Outcome, QueryRequest
 
+# Enum members read while judging, bound once. In CPython 3.11 reading a member off its
+# class (Verdict.PASS) runs EnumType's __getattr__ hook at every read, several times the
+# cost of a plain attribute, and judging a phase made dozens of such reads.
+PASS, FAIL, NO_DATA, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.NO_DATA, Verdict.ERROR
+VALUE = Outcome.VALUE
+
 
 class _Verdict(Exception):
     """Raised inside judging to end early with a non-Pass/Fail verdict."""
@@ -153,20 +159,20 @@ def judge_rules(
             if answer is None:
                 continue
             # The common case, here rather than in _judge: one value against max and/or min.
-            if answer.outcome is Outcome.VALUE and len(answer.series) == 1:
+            if answer.outcome is VALUE and len(answer.series) == 1:
                 (value,) = answer.series.values()
                 if not isnan(value):
                     high, low = rule.max, rule.min
                     if (high is not None and value > high) or (low is not None and value < low):
-                        judged[rule.rule_id] = failed = Judgement(rule, Verdict.FAIL, value)
+                        judged[rule.rule_id] = failed = Judgement(rule, FAIL, value)
                         not_passed.append(failed)
                     else:
-                        judged[rule.rule_id] = Judgement(rule, Verdict.PASS, value)
+                        judged[rule.rule_id] = Judgement(rule, PASS, value)
                     continue
         elif not all(key in measurements for key in rule.keys):
             continue
         judged[rule.rule_id] = result = _judged(rule, measurements)
-        if result.verdict is not Verdict.PASS:
+        if result.verdict is not PASS:
             not_passed.append(result)
     return judged, not_passed
 
@@ -211,12 +217,12 @@ def _judge(
         # The test can only excuse a breach as noise, never cause one.
         above = criterion.max is not None and value > criterion.max
         passed, reason = _significant(criterion, got["canary"], got["stable"], above, reason)
-    return Verdict.PASS if passed else Verdict.FAIL, reason, value, values
+    return PASS if passed else FAIL, reason, value, values
 
 
 def _early(metric: Metric, verdict: Verdict, reason: str) -> tuple[Verdict, str]:
     """A verdict reached before any threshold: NoData as the metric's onNoData says."""
-    if verdict is Verdict.NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
+    if verdict is NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
         return Verdict(metric.on_no_data.value), f"{reason} (onNoData: {metric.on_no_data.value})"
     return verdict, reason
 
@@ -224,25 +230,25 @@ def _early(metric: Metric, verdict: Verdict, reason: str) -> tuple[Verdict, str]
 def _answer(measurements: Mapping[str, Measurement], request: QueryRequest) -> Measurement:
     answer = measurements.get(request.key)
     if answer is None:
-        raise _Verdict(Verdict.ERROR, f"no answer for the {request.backend} query")
+        raise _Verdict(ERROR, f"no answer for the {request.backend} query")
     if answer.outcome is Outcome.REJECTED:
-        raise _Verdict(Verdict.ERROR, f"query rejected by Prometheus: {answer.message}")
+        raise _Verdict(ERROR, f"query rejected by Prometheus: {answer.message}")
     if answer.outcome is Outcome.UNAVAILABLE:
-        raise _Verdict(Verdict.ERROR, f"Prometheus unavailable: {answer.message}")
+        raise _Verdict(ERROR, f"Prometheus unavailable: {answer.message}")
     if answer.outcome is Outcome.SEVERAL_SERIES and request.group_by is None:
         raise _Verdict(
-            Verdict.ERROR,
+            ERROR,
             f"the {request.backend} query returned {len(answer.series) or 'several'} series "
             "where one was expected; aggregate it (e.g. sum(...))",
         )
     if answer.outcome is Outcome.NO_DATA or (request.window is None and not answer.series):
         detail = f": {answer.message}" if answer.message else ""
-        raise _Verdict(Verdict.NO_DATA, f"the {request.backend} query returned no data{detail}")
+        raise _Verdict(NO_DATA, f"the {request.backend} query returned no data{detail}")
     if request.window is not None:
         samples = [s for s in answer.samples if not math.isnan(s)]
         if len(samples) < 3:
             raise _Verdict(
-                Verdict.NO_DATA,
+                NO_DATA,
                 f"the {request.backend} query returned {len(samples)} samples; "
                 "the statistical test needs at least 3",
             )
@@ -251,10 +257,10 @@ def _answer(measurements: Mapping[str, Measurement], request: QueryRequest) -> M
 
 def _single(answer: Measurement) -> float:
     if len(answer.series) != 1:
-        raise _Verdict(Verdict.ERROR, f"{len(answer.series)} series where one was expected")
+        raise _Verdict(ERROR, f"{len(answer.series)} series where one was expected")
     value = next(iter(answer.series.values()))
     if math.isnan(value):
-        raise _Verdict(Verdict.NO_DATA, "the query returned NaN")
+        raise _Verdict(NO_DATA, "the query returned NaN")
     return value
 
 
@@ -272,7 +278,7 @@ def _relative(
         c, s = _single(canary), _single(stable)
     if s == 0:
         raise _Verdict(
-            Verdict.NO_DATA,
+            NO_DATA,
             f"stable is 0 (canary {c:g}); the relative difference is undefined",
         )
     return (c - s) / abs(s), {"canary": c, "stable": s}
@@ -284,7 +290,7 @@ def _spread(criterion: Criterion, answer: Measurement) -> tuple[float, dict[str,
     by = criterion.consistency.by
     if len(segments) < 2:
         raise _Verdict(
-            Verdict.NO_DATA,
+            NO_DATA,
             f"{len(segments)} segment(s) by {by!r}; consistency needs at least 2 "
             f"(does the query keep the {by!r} label, e.g. sum by ({by}) (...)?)",
         )
@@ -293,7 +299,7 @@ def _spread(criterion: Criterion, answer: Measurement) -> tuple[float, dict[str,
         return high - low, segments
     mean = sum(segments.values()) / len(segments)
     if mean == 0:
-        raise _Verdict(Verdict.NO_DATA, "the segments' mean is 0; the relative spread is undefined")
+        raise _Verdict(NO_DATA, "the segments' mean is 0; the relative spread is undefined")
     return (high - low) / abs(mean), segments
 
 

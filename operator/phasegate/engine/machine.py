@@ -35,21 +35,30 @@ from phasegate.engine.inputs import Control, ControlAction, Observations, QueryR
 from phasegate.engine.judge import Judgement, judge_rules
 from phasegate.engine.queries import PhasePlan, phase_plan, plan_queries
 
+# The members of State and Verdict, bound once. In CPython 3.11 reading a member off its
+# class (State.PROGRESSING) runs EnumType's __getattr__ hook at every read, several times
+# the cost of a plain attribute, and an evaluation made dozens of such reads.
+PENDING, PROGRESSING, PROMOTING = State.PENDING, State.PROGRESSING, State.PROMOTING
+HOLDING, PAUSED, WAITING_FOR_APPROVAL = State.HOLDING, State.PAUSED, State.WAITING_FOR_APPROVAL
+SCHEDULED, SUCCEEDED, ROLLED_BACK = State.SCHEDULED, State.SUCCEEDED, State.ROLLED_BACK
+INVALID, DEGRADED = State.INVALID, State.DEGRADED
+PASS, FAIL, NO_DATA, ERROR = Verdict.PASS, Verdict.FAIL, Verdict.NO_DATA, Verdict.ERROR
+
 DETAILED_CHECKPOINTS = 50  # older checkpoints keep their verdict but drop per-criterion results
 HANDLED_CONTROLS = 32
 REJECTIONS = 16  # the latest NO-GOs of a revision kept in status
 WEIGHT_RECHECK = timedelta(seconds=1)
 METRICS_BREACH = "metrics"
 ACTIVE = (
-    State.PROGRESSING,
-    State.HOLDING,
-    State.PAUSED,
-    State.WAITING_FOR_APPROVAL,
-    State.SCHEDULED,
+    PROGRESSING,
+    HOLDING,
+    PAUSED,
+    WAITING_FOR_APPROVAL,
+    SCHEDULED,
 )
-MOVING = frozenset((State.PENDING, State.PROGRESSING, State.PROMOTING))  # condition Progressing
-BAD = frozenset((State.ROLLED_BACK, State.INVALID, State.DEGRADED))  # condition Degraded
-HANDS_OFF = frozenset((State.DEGRADED, State.INVALID))  # traffic is left as it is
+MOVING = frozenset((PENDING, PROGRESSING, PROMOTING))  # condition Progressing
+BAD = frozenset((ROLLED_BACK, INVALID, DEGRADED))  # condition Degraded
+HANDS_OFF = frozenset((DEGRADED, INVALID))  # traffic is left as it is
 NO_TIME = timedelta(0)
 
 
@@ -113,9 +122,9 @@ def invalid(
 ) -> Evaluation:
     """The evaluation for a spec that fails validation: report it, touch no traffic."""
     s = shallow_copy(status)
-    if s.state is not State.INVALID:
+    if s.state is not INVALID:
         s.resume_state = s.state
-    s.state = State.INVALID
+    s.state = INVALID
     s.message = f"invalid spec: {message}"
     s.observed_generation = generation
     _set_conditions(s, now)
@@ -150,8 +159,8 @@ class _Machine:
         s = self.s
         if self.obs.route_weight is not None and s.canary_weight != self.obs.route_weight:
             s.canary_weight = self.obs.route_weight
-        if s.state is State.INVALID:
-            s.state = s.resume_state or State.PENDING
+        if s.state is INVALID:
+            s.state = s.resume_state or PENDING
             s.resume_state = None
         if s.revision != self.spec.revision:
             self.restart(
@@ -172,7 +181,7 @@ class _Machine:
         if self.obs.route_error:
             self.degrade(self.obs.route_error)
             return
-        if s.state is State.DEGRADED:
+        if s.state is DEGRADED:
             self.recover()
         if self.phase_key() != before:
             return  # a person moved the release; the measurements were for the old phase
@@ -180,18 +189,18 @@ class _Machine:
 
     def step(self) -> None:
         s = self.s
-        if s.state is State.PENDING:
+        if s.state is PENDING:
             s.desired_weight = 0
             if s.canary_weight == 0:
                 self.enter_phase(0, "started")
             return
-        if s.state is State.PROMOTING:
+        if s.state is PROMOTING:
             self.promoting()
             return
         if s.state not in ACTIVE:
             return
         cp = s.current_phase
-        if cp is not None and cp.started_at is None and s.state is State.PROGRESSING:
+        if cp is not None and cp.started_at is None and s.state is PROGRESSING:
             if s.canary_weight != cp.weight:
                 return  # the phase clock starts once the route shows the weight
             cp = self.phase_to_change()
@@ -204,11 +213,11 @@ class _Machine:
             # A sustained breach rolls back even when other queries fail: rollback comes first.
             if self.check_rollback() or self.check_metrics():
                 return
-        if s.state is State.PROGRESSING and cp is not None:
+        if s.state is PROGRESSING and cp is not None:
             if self.check_hold():
                 return
             self.checkpoints()
-        elif s.state in (State.WAITING_FOR_APPROVAL, State.SCHEDULED):
+        elif s.state in (WAITING_FOR_APPROVAL, SCHEDULED):
             self.enter_phase(self.next_index(), "gate opened")
 
     def judge_rules(self, index: int) -> None:
@@ -223,18 +232,18 @@ class _Machine:
             self.close_breach(METRICS_BREACH)
             # After an outage the series have a gap: continue once every rule has data again.
             if (
-                s.state is State.HOLDING
+                s.state is HOLDING
                 and s.hold_reason == HoldReason.METRICS_UNAVAILABLE
-                and all(r.verdict is Verdict.FAIL for r in self.not_passed)
+                and all(r.verdict is FAIL for r in self.not_passed)
             ):
                 self.resume_clock()
-                s.state, s.hold_reason = State.PROGRESSING, None
+                s.state, s.hold_reason = PROGRESSING, None
                 self.decide(Action.RESUME, "metrics are available again", [])
                 self.event("Normal", "MetricsAvailable", "metrics are available again; continuing")
             return False
         since = self.open_breach(METRICS_BREACH)
         limit = self.spec.interval * (self.spec.max_query_errors - 1)
-        if self.now - since < limit or s.state is not State.PROGRESSING:
+        if self.now - since < limit or s.state is not PROGRESSING:
             return False
         reason = (
             f"{len(errors)} metric queries failing for {format_duration(self.now - since)} "
@@ -312,9 +321,7 @@ class _Machine:
         wanted = plan.success_criteria_set
         if not self.results.keys() >= wanted:
             return False
-        return not any(
-            r.verdict is Verdict.ERROR and r.rule.rule_id in wanted for r in self.not_passed
-        )
+        return not any(r.verdict is ERROR and r.rule.rule_id in wanted for r in self.not_passed)
 
     def gate_closed(self, phase: Phase, plan: PhasePlan) -> None:
         """The phase ended with checkpoints not passed: hold, the last failures as evidence."""
@@ -327,7 +334,7 @@ class _Machine:
             for c in self.s.checkpoints
             if c.phase == phase.name and c.verdict is not CheckpointVerdict.PASSED
             for r in (c.results or [])
-            if r.verdict is not Verdict.PASS
+            if r.verdict is not PASS
         ]
         self.hold(
             HoldReason.GATE,
@@ -340,9 +347,9 @@ class _Machine:
     def record_checkpoint(self, phase: Phase, offset: timedelta, criteria: list[Judgement]) -> None:
         cp = self.phase_to_change()
         verdicts = {r.verdict for r in criteria}
-        if Verdict.FAIL in verdicts:
+        if FAIL in verdicts:
             verdict = CheckpointVerdict.FAILED
-        elif verdicts <= {Verdict.PASS}:
+        elif verdicts <= {PASS}:
             verdict = CheckpointVerdict.PASSED
         else:
             verdict = CheckpointVerdict.INCONCLUSIVE
@@ -364,9 +371,7 @@ class _Machine:
             cp.checkpoints_passed += 1
             self.event("Normal", "CheckpointPassed", f"{phase.name} checkpoint {position} passed")
         else:
-            why = "; ".join(
-                f"{r.metric}: {r.reason}" for r in criteria if r.verdict is not Verdict.PASS
-            )
+            why = "; ".join(f"{r.metric}: {r.reason}" for r in criteria if r.verdict is not PASS)
             self.event(
                 "Warning",
                 f"Checkpoint{verdict.value}",
@@ -383,7 +388,7 @@ class _Machine:
             self.decide(Action.RESTART, reason, [])
             self.event("Normal", "Restarted", f"{reason}: canary to 0%, then the first phase")
         s.revision = self.spec.revision
-        s.state = State.PENDING
+        s.state = PENDING
         s.current_phase = None
         s.checkpoints = []
         s.breaches = []
@@ -401,15 +406,15 @@ class _Machine:
             missing = [g for g in phase.approval.required if g not in approved]
             if missing:
                 message = f"waiting for approval of {phase.name} by {', '.join(missing)}"
-                if s.state is not State.WAITING_FOR_APPROVAL:
-                    s.state = State.WAITING_FOR_APPROVAL
+                if s.state is not WAITING_FOR_APPROVAL:
+                    s.state = WAITING_FOR_APPROVAL
                     self.decide(Action.WAIT_FOR_APPROVAL, message, [], phase.name)
                     self.event("Normal", "WaitingForApproval", message)
                 s.message = message
                 return
         if phase.not_before is not None and self.now < phase.not_before:
-            if s.state is not State.SCHEDULED:
-                s.state = State.SCHEDULED
+            if s.state is not SCHEDULED:
+                s.state = SCHEDULED
                 message = f"{phase.name} not before {phase.not_before.isoformat()}"
                 self.decide(Action.WAIT_FOR_SCHEDULE, message, [], phase.name)
                 self.event("Normal", "Scheduled", message)
@@ -424,7 +429,7 @@ class _Machine:
             next_checkpoint=phase.checkpoint_offsets[0],
         )
         self.own_phase = True
-        s.state = State.PROGRESSING
+        s.state = PROGRESSING
         s.hold_reason = None
         s.breaches = []
         s.desired_weight = phase.weight
@@ -449,13 +454,13 @@ class _Machine:
     def complete(self, reason: str) -> None:
         s = self.s
         if self.spec.stable.deployment is not None:
-            s.state = State.PROMOTING
+            s.state = PROMOTING
             s.message = "promoting: the stable Deployment takes the canary's pod template"
             self.decide(Action.PROMOTE, f"all phases done: {reason}", [])
             self.event("Normal", "Promoting", s.message)
             self.promoting()
             return
-        s.state = State.SUCCEEDED
+        s.state = SUCCEEDED
         weight = s.desired_weight
         s.message = (
             f"all phases passed; the route keeps canary {weight}%. Promoting the canary to "
@@ -479,7 +484,7 @@ class _Machine:
             s.message = "promoted: stable has 100% of traffic; scaling the canary down"
             return
         self.workload = None
-        s.state = State.SUCCEEDED
+        s.state = SUCCEEDED
         s.message = "promoted: stable runs the new revision with 100% of traffic"
         self.decide(Action.COMPLETE, s.message, [])
         self.event("Normal", "Succeeded", s.message)
@@ -494,7 +499,7 @@ class _Machine:
         event: str = "Holding",
     ) -> None:
         s = self.s
-        s.state = State.HOLDING
+        s.state = HOLDING
         s.hold_reason = why.value
         self.stop_clock()
         if lower_weight and self.spec.hold_weight is not None and s.desired_weight is not None:
@@ -505,7 +510,7 @@ class _Machine:
 
     def rollback(self, reason: str, evidence: list[CriterionResult]) -> None:
         s = self.s
-        s.state = State.ROLLED_BACK
+        s.state = ROLLED_BACK
         s.hold_reason = None
         s.desired_weight = 0
         self.stop_clock()
@@ -515,19 +520,19 @@ class _Machine:
 
     def degrade(self, reason: str) -> None:
         s = self.s
-        if s.state is not State.DEGRADED:
+        if s.state is not DEGRADED:
             s.resume_state = s.state
-            s.state = State.DEGRADED
-            if s.resume_state is State.PROGRESSING:
+            s.state = DEGRADED
+            if s.resume_state is PROGRESSING:
                 self.stop_clock()
             self.event("Warning", "Degraded", reason)
         s.message = f"{reason}; traffic left as it is"
 
     def recover(self) -> None:
         s = self.s
-        s.state = s.resume_state or State.PENDING
+        s.state = s.resume_state or PENDING
         s.resume_state = None
-        if s.state is State.PROGRESSING:
+        if s.state is PROGRESSING:
             self.resume_clock()
         self.event("Normal", "Recovered", "the route is readable again")
 
@@ -545,7 +550,7 @@ class _Machine:
         elif c.action is ControlAction.REJECT:
             self.reject(c)
         elif c.action is ControlAction.ABORT:
-            if s.state in (State.ROLLED_BACK, State.SUCCEEDED):
+            if s.state in (ROLLED_BACK, SUCCEEDED):
                 self.ignored(c, f"the release is {s.state.value}")
             else:
                 self.rollback(f"aborted{by}" + (f": {c.reason}" if c.reason else ""), [])
@@ -554,8 +559,8 @@ class _Machine:
             self.decide(Action.RESTART, f"retried{by}", [])
             self.event("Normal", "Restarted", f"retried{by}: canary to 0%, then the first phase")
         elif c.action is ControlAction.PAUSE:
-            if s.state in (State.PROGRESSING, State.HOLDING) and s.current_phase is not None:
-                s.state, s.hold_reason = State.PAUSED, None
+            if s.state in (PROGRESSING, HOLDING) and s.current_phase is not None:
+                s.state, s.hold_reason = PAUSED, None
                 self.stop_clock()
                 s.message = f"paused{by} at canary {s.desired_weight}%; resume to continue"
                 self.decide(Action.PAUSE, f"paused{by}", [])
@@ -610,7 +615,7 @@ class _Machine:
         if gate is None:
             return
         index, phase, group = gate
-        if s.state in (State.ROLLED_BACK, State.SUCCEEDED, State.PROMOTING):
+        if s.state in (ROLLED_BACK, SUCCEEDED, PROMOTING):
             self.ignored(c, f"the release is {s.state.value}")
             return
         if s.current_phase is not None and s.current_phase.index >= index:
@@ -627,7 +632,7 @@ class _Machine:
 
     def resume(self, c: Control) -> None:
         s = self.s
-        if s.state not in (State.PAUSED, State.HOLDING):
+        if s.state not in (PAUSED, HOLDING):
             self.ignored(c, f"nothing to resume while {s.state.value}")
             return
         if s.hold_reason == HoldReason.GATE:
@@ -637,7 +642,7 @@ class _Machine:
             return
         cp = self.current
         self.resume_clock()
-        s.state, s.hold_reason = State.PROGRESSING, None
+        s.state, s.hold_reason = PROGRESSING, None
         s.desired_weight = cp.weight
         s.breaches = [b for b in s.breaches if not b.rule.startswith("holdTriggers")]
         self.decide(Action.RESUME, f"resumed by {c.by}", [])
@@ -700,13 +705,13 @@ class _Machine:
             self.s.breaches = [b for b in self.s.breaches if b.rule != rule]
 
     def failing(self) -> bool:
-        return bool(self.not_passed) and any(r.verdict is Verdict.FAIL for r in self.not_passed)
+        return bool(self.not_passed) and any(r.verdict is FAIL for r in self.not_passed)
 
     def errors(self) -> list[Judgement]:
         """The rules whose queries failed at this evaluation."""
         if not self.not_passed:
             return []
-        return [r for r in self.not_passed if r.verdict is Verdict.ERROR]
+        return [r for r in self.not_passed if r.verdict is ERROR]
 
     def sustained(self, rule: str, window: timedelta) -> bool:
         """The ``for`` rule: Fail opens or keeps the window, Pass closes it, and NoData or
@@ -716,10 +721,10 @@ class _Machine:
         if result is None:
             return False
         verdict = result.verdict
-        if verdict is Verdict.PASS:
+        if verdict is PASS:
             self.close_breach(rule)
             return False
-        if verdict is not Verdict.FAIL:
+        if verdict is not FAIL:
             return False
         return self.now - self.open_breach(rule) >= window
 
@@ -769,20 +774,18 @@ class _Machine:
 
     def next_evaluation(self) -> timedelta:
         s, interval = self.s, self.spec.interval
-        if s.desired_weight is not None and s.desired_weight != s.canary_weight:
+        desired, state = s.desired_weight, s.state  # (read once: see _set_conditions)
+        if desired is not None and desired != s.canary_weight:
             return min(interval, WEIGHT_RECHECK)
         cp = s.current_phase
-        if s.state is State.SCHEDULED:
+        if state is SCHEDULED:
             phase = self.spec.phases[self.next_index()]
             if phase.not_before is not None:
                 return max(NO_TIME, min(interval, phase.not_before - self.now))
-        if s.state is State.PROGRESSING and cp is not None and cp.started_at is not None:
+        if state is PROGRESSING and cp is not None and cp.started_at is not None:
             offsets = self.plan(cp.index).offsets
-            due = (
-                offsets[cp.checkpoints_judged]
-                if cp.checkpoints_judged < len(offsets)
-                else self.spec.phases[cp.index].duration
-            )
+            judged = cp.checkpoints_judged
+            due = offsets[judged] if judged < len(offsets) else self.spec.phases[cp.index].duration
             return max(NO_TIME, min(interval, due - cp.elapsed(self.now)))
         return interval
 
@@ -847,14 +850,16 @@ def _set_conditions(
     timeliness: tuple[bool, str] | None = None,
 ) -> None:
     """Kubernetes-style conditions derived from the state; times move only on a flip."""
-    state, bad = s.state.value, s.state in BAD
+    # (Read once: a field read on a pydantic model runs its __getattr__ hook.)
+    state, state_message = s.state, s.message
+    word, bad = str(state), state in BAD  # (a StrEnum's str() is its value, sooner)
     wanted = [
-        ("Ready", s.state is State.SUCCEEDED, state, s.message),
-        ("Progressing", s.state in MOVING, state, s.message),
-        ("Degraded", bad, state, s.message if bad else ""),
+        ("Ready", state is SUCCEEDED, word, state_message),
+        ("Progressing", state in MOVING, word, state_message),
+        ("Degraded", bad, word, state_message if bad else ""),
     ]
     previous = {c.type: c for c in s.conditions}
-    rejected = s.hold_reason == HoldReason.REJECTED and bool(s.rejections)
+    rejected = bool(s.rejections) and s.hold_reason == HoldReason.REJECTED
     if rejected or "Rejected" in previous:
         last = s.rejections[-1] if rejected else None
         said = (
