@@ -1,8 +1,8 @@
 """`python -m benchmarks [engine|localapi|operator|scale|dashboard|notify|footprint] [--quick]
-[--shards N]`: engine throughput and status size over the reference release, the local API,
-the operator, the operator at scale behind a slow Prometheus (--shards: that many operators,
-each with as many rollouts), the dashboard with 100 rollouts, notifications, the install's
-footprint."""
+[--shards N [--by-label]]`: engine throughput and status size over the reference release, the
+local API, the operator, the operator at scale behind a slow Prometheus (--shards: that many
+operators, each with as many rollouts; --by-label: each selecting its own by label), the
+dashboard with 100 rollouts, notifications, the install's footprint."""
 
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ The operator's own figures are printed beside, to compare with what is observed:
 histogram's mean, and the evaluations it counts as done of those it counts as due.
 
 ``--shards 3`` runs three operators (``--shard I/3``), each owning its share of three times
-as many rollouts (1,000 each by default), pinned to the machine's cores in turn.
+as many rollouts (1,000 each by default), pinned to the machine's cores in turn; with
+``--by-label`` the rollouts carry a shard label and each operator selects its own
+(``--selector``), so that the API filters what each one watches.
 ``--quick`` (or PHASEGATE_BENCH_ROLLOUTS / _WINDOW / _DELAYS / _SHARDS) makes it smaller.
 """
 
@@ -325,19 +327,28 @@ def spec_for(canary: str, route_name: str) -> dict[str, Any]:
     return spec
 
 
-def create(world: World, count: int) -> list[str]:
+SHARD_LABEL = "bench.phasegate.dev/shard"
+
+
+def create(world: World, count: int, labelled: int = 0) -> list[str]:
     """Rollout ``web`` (the real canary, under load) and ``count - 1`` others, each with a
-    route and a canary service of its own; the canary services' names."""
+    route and a canary service of its own; the canary services' names. ``labelled``: the
+    number of shards whose label the rollouts carry, in turn (0: none)."""
+
+    def rollout(i: int, canary: str, route_name: str) -> dict[str, Any]:
+        name = "web" if i == 0 else f"r{i}"
+        body = release(name, revision="v1", **spec_for(canary, route_name))
+        if labelled:
+            body["metadata"]["labels"] = {SHARD_LABEL: str(i % labelled)}
+        return body
+
     canaries = ["web-canary"]
-    world.apply(release("web", revision="v1", **spec_for("web-canary", "web")))
+    world.apply(rollout(0, "web-canary", "web"))
     batch: list[dict[str, Any]] = []
     for i in range(1, count):
         canary = f"svc-{i}-canary"
         canaries.append(canary)
-        batch += [
-            route(f"route-{i}", ("web-stable", canary)),
-            release(f"r{i}", revision="v1", **spec_for(canary, f"route-{i}")),
-        ]
+        batch += [route(f"route-{i}", ("web-stable", canary)), rollout(i, canary, f"route-{i}")]
         if len(batch) >= 200:
             world.apply(*batch)
             batch = []
@@ -346,15 +357,20 @@ def create(world: World, count: int) -> list[str]:
     return canaries
 
 
-def start_operators(running: Stack, prometheus: str, shards: int) -> list[Process]:
+def start_operators(
+    running: Stack, prometheus: str, shards: int, by_label: bool = False
+) -> list[Process]:
     """The operators (one per shard), given minutes to start serving: on a loaded machine
     importing one alone can take longer than the stack's usual wait."""
     flags = ("--standalone", "--prometheus", prometheus)
     if shards == 1:
         return [running.start_operator("operator", *flags, wait=300)]
+
+    def owning(i: int) -> tuple[str, str]:
+        return ("--selector", f"{SHARD_LABEL}={i}") if by_label else ("--shard", f"{i}/{shards}")
+
     return [
-        running.start_operator(f"shard-{i}", *flags, "--shard", f"{i}/{shards}", wait=300)
-        for i in range(shards)
+        running.start_operator(f"shard-{i}", *flags, *owning(i), wait=300) for i in range(shards)
     ]
 
 
@@ -409,14 +425,18 @@ def settle(writes: StatusWrites, quiet: float = INTERVAL, limit: float = 300.0) 
     return None
 
 
-def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Figures:
-    """``count`` rollouts shared by ``len(cores)`` operators, the i-th pinned to ``cores[i]``."""
+def run(
+    count: int, seconds: float, delays: list[float], cores: list[int], by_label: bool = False
+) -> Figures:
+    """``count`` rollouts shared by ``len(cores)`` operators, the i-th pinned to ``cores[i]``
+    (``by_label``: each selecting its share by label, else by ``--shard``)."""
     with tempfile.TemporaryDirectory() as tmp, stack(Path(tmp)) as running:
         world = start_world(running)
         proxy = DelayingProxy(running.prometheus_url)
         proxy.start()
-        canaries = create(world, count)
-        operators = start_operators(running, proxy.url, len(cores))
+        labelled = len(cores) if by_label and len(cores) > 1 else 0
+        canaries = create(world, count, labelled)
+        operators = start_operators(running, proxy.url, len(cores), bool(labelled))
         for operator, core in zip(operators, cores, strict=True):
             os.sched_setaffinity(operator.popen.pid, {core})
         began = time.monotonic()
@@ -450,7 +470,7 @@ def run(count: int, seconds: float, delays: list[float], cores: list[int]) -> Fi
         return Figures(windows, ready, settled, bad, round(bad_delay * 1000), machine.describe())
 
 
-def settings(argv: list[str]) -> tuple[int, float, list[float], int]:
+def settings(argv: list[str]) -> tuple[int, float, list[float], int, bool]:
     quick = "--quick" in argv or os.environ.get("PHASEGATE_BENCH_QUICK") == "1"
     shards = int(os.environ.get("PHASEGATE_BENCH_SHARDS", 1))
     if "--shards" in argv:
@@ -460,18 +480,19 @@ def settings(argv: list[str]) -> tuple[int, float, list[float], int]:
     delays = [
         float(ms) / 1000 for ms in os.environ.get("PHASEGATE_BENCH_DELAYS", "0,100,250").split(",")
     ]
-    return per_shard * shards, seconds, delays, shards
+    return per_shard * shards, seconds, delays, shards, "--by-label" in argv
 
 
 def main(argv: list[str] | None = None) -> None:
-    count, seconds, delays, shards = settings(argv if argv is not None else sys.argv[1:])
+    count, seconds, delays, shards, by_label = settings(argv if argv is not None else sys.argv[1:])
     available = sorted(os.sched_getaffinity(0), reverse=True)
     cores = [available[i % len(available)] for i in range(shards)]
-    figures = run(count, seconds, delays, cores)
+    figures = run(count, seconds, delays, cores, by_label)
+    how = "--selector" if by_label else "--shard"
     who = (
         f"one operator on core {cores[0]}"
         if shards == 1
-        else f"{shards} shards (operators) on cores {cores}"
+        else f"{shards} shards (operators, {how}) on cores {cores}"
     )
     print(
         f"scale: {count} rollouts at a {INTERVAL:g}s interval, {who}, "
