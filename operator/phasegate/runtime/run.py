@@ -58,7 +58,8 @@ async def run(options: RunOptions) -> None:
     )
     if options.selector:
         where = options.namespaces[0] if options.namespaces else None
-        if refusal := context.kube.refuses_selector(options.selector, where):
+        refusal = await asyncio.to_thread(context.kube.refuses_selector, options.selector, where)
+        if refusal:
             raise SystemExit(f"--selector {options.selector!r}: {refusal}")
     registry = kopf.OperatorRegistry()
     if options.hub:
