@@ -1,5 +1,6 @@
-"""evaluate() never changes the status it is given: it copies what it changes, the current
-phase's status only when it changes it (most evaluations leave it as it is)."""
+"""evaluate() never changes the status it is given: it works on a copy of its fields and makes
+a new status only when something changed (most evaluations change nothing: then the status
+given is the answer)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_the_status_given_is_left_as_it_was(history: list[tuple[str, object, int
         assert wire(given_status) == before
         if phase is not None:
             assert phase.model_dump() == phase_before
-        assert result.status is not given_status
+        # shared exactly when nothing changed
+        assert (result.status is given_status) == (wire(result.status) == before)
         sim.advance(timedelta(seconds=seconds))
 
 
@@ -62,3 +64,16 @@ def test_a_checkpoint_changes_a_copy_of_the_phase() -> None:
     assert after.status.current_phase is not None
     assert after.status.current_phase.checkpoints_judged == 1
     assert started.current_phase.checkpoints_judged == 0
+
+
+def test_a_quiet_evaluation_answers_with_the_status_given() -> None:
+    sim = Sim(minimal_spec(), constant({"errors": 0.001, "latency": 0.1}))
+    sim.step()
+    sim.step()  # the phase starts
+    sim.advance(timedelta(seconds=10))
+    sim.step()  # (the first measurements after the start change the conditions)
+    quiet = sim.status
+    sim.advance(timedelta(seconds=10))  # no checkpoint is due yet
+    result = evaluate(sim.spec, quiet, sim.observe(), sim.now, namespace=sim.namespace)
+    assert result.status is quiet
+    assert result.events == ()

@@ -8,7 +8,7 @@ returns, writes the status when it differs from the one it passed in, and posts 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -29,6 +29,9 @@ from phasegate.api.status import (
     RolloutStatus,
     State,
     Verdict,
+    elapsed,
+    fields_of,
+    record_of,
     shallow_copy,
 )
 from phasegate.engine.inputs import Control, ControlAction, Observations, QueryRequest
@@ -60,6 +63,7 @@ MOVING = frozenset((PENDING, PROGRESSING, PROMOTING))  # condition Progressing
 BAD = frozenset((ROLLED_BACK, INVALID, DEGRADED))  # condition Degraded
 HANDS_OFF = frozenset((DEGRADED, INVALID))  # traffic is left as it is
 NO_TIME = timedelta(0)
+ON_TIME = (True, "evaluated when due")
 
 
 class WorkloadAction(StrEnum):
@@ -112,7 +116,7 @@ def evaluate(
     generation: int | None = None,
 ) -> Evaluation:
     """Decide what the release does next. ``status`` is not modified."""
-    machine = _Machine(spec, shallow_copy(status), observations, now, namespace)
+    machine = _Machine(spec, status, observations, now, namespace)
     machine.run()
     return machine.result(generation)
 
@@ -133,25 +137,51 @@ def invalid(
     return Evaluation(s, None, None, events, timedelta(seconds=30))
 
 
-@dataclass
 class _Machine:
-    spec: RolloutSpec
-    # A shallow copy of the status given: the machine replaces its lists and records rather
-    # than editing them, except the current phase's, which it copies before its first change
-    # (see phase_to_change).
-    s: RolloutStatus
-    obs: Observations
-    now: datetime
-    namespace: str
-    events: list[Event] = field(default_factory=list)
-    workload: WorkloadAction | None = None
-    results: Mapping[str, Judgement] = field(default_factory=dict)  # by rule id
-    # The judgements other than Pass, in rule order. Most evaluations have none: then no
-    # query failed, no breach window opens and no rule fires.
-    not_passed: Sequence[Judgement] = ()
-    control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
-    plans: dict[int, PhasePlan] = field(default_factory=dict)  # by phase index
-    own_phase: bool = False  # s.current_phase is the machine's own, to change
+    """One evaluation. It works on the fields of the status given (and of its current phase),
+    on plain objects (see fields_of), and makes the status record once, at the end."""
+
+    __slots__ = (
+        "control_news",
+        "events",
+        "given",
+        "namespace",
+        "not_passed",
+        "now",
+        "obs",
+        "own_phase",
+        "phase_fields",
+        "plans",
+        "results",
+        "s",
+        "spec",
+        "workload",
+    )
+
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        status: RolloutStatus,
+        observations: Observations,
+        now: datetime,
+        namespace: str,
+    ) -> None:
+        self.spec, self.obs, self.now, self.namespace = spec, observations, now, namespace
+        # The machine replaces the status's lists and records rather than editing them, except
+        # the current phase's fields.
+        self.s = s = fields_of(status)
+        self.given = status
+        phase = status.current_phase
+        self.phase_fields = s.current_phase = None if phase is None else fields_of(phase)
+        self.own_phase = False  # the current phase was changed (see phase_to_change)
+        self.events: list[Event] = []
+        self.workload: WorkloadAction | None = None
+        self.results: Mapping[str, Judgement] = {}  # by rule id
+        # The judgements other than Pass, in rule order. Most evaluations have none: then no
+        # query failed, no breach window opens and no rule fires.
+        self.not_passed: Sequence[Judgement] = ()
+        self.control_news: tuple[bool, str] | None = None  # a control applied (True) or refused
+        self.plans: dict[int, PhasePlan] = {}  # by phase index
 
     # ---- the steps of one evaluation -------------------------------------------------
 
@@ -290,13 +320,12 @@ class _Machine:
         phase = self.spec.phases[cp.index]
         plan = self.plan(cp.index)
         offsets = plan.offsets
-        elapsed = cp.elapsed(self.now)
+        ran = elapsed(cp, self.now)
         judged = cp.checkpoints_judged
-        if judged < len(offsets) and offsets[judged] <= elapsed and self.criteria_judged(plan):
+        if judged < len(offsets) and offsets[judged] <= ran and self.criteria_judged(plan):
             criteria = [self.results[rule] for rule in plan.success_criteria]
-            while judged < len(offsets) and offsets[judged] <= elapsed:
+            while judged < len(offsets) and offsets[judged] <= ran:
                 self.record_checkpoint(phase, offsets[judged], criteria)
-                cp = self.current  # (recording changed a copy of it)
                 judged = cp.checkpoints_judged
         # Most evaluations leave these as they are: comparing costs less than assigning.
         due = offsets[judged] if judged < len(offsets) else None
@@ -305,7 +334,7 @@ class _Machine:
         progress = f"{cp.checkpoints_passed}/{cp.checkpoints_total}"
         if self.s.progress != progress:
             self.s.progress = progress
-        if judged == len(offsets) and elapsed >= phase.duration:
+        if judged == len(offsets) and ran >= phase.duration:
             if cp.checkpoints_passed == len(offsets):
                 self.advance(f"{phase.name}: all {len(offsets)} checkpoints passed")
             else:
@@ -428,7 +457,6 @@ class _Machine:
             checkpoints_total=len(phase.checkpoint_offsets),
             next_checkpoint=phase.checkpoint_offsets[0],
         )
-        self.own_phase = True
         s.state = PROGRESSING
         s.hold_reason = None
         s.breaches = []
@@ -673,11 +701,9 @@ class _Machine:
         return 0 if self.s.current_phase is None else self.s.current_phase.index + 1
 
     def phase_to_change(self) -> PhaseStatus:
-        """The current phase's status, to change: copied at the first change, as the status
-        given to :func:`evaluate` holds it too (most evaluations do not change it)."""
-        if not self.own_phase:
-            self.s.current_phase = shallow_copy(self.current)
-            self.own_phase = True
+        """The current phase's fields, to change: the status made at the end has a new record
+        of them only if they were (most evaluations leave them as they are)."""
+        self.own_phase = True
         return self.current
 
     def stop_clock(self) -> None:
@@ -786,7 +812,8 @@ class _Machine:
             offsets = self.plan(cp.index).offsets
             judged = cp.checkpoints_judged
             due = offsets[judged] if judged < len(offsets) else self.spec.phases[cp.index].duration
-            return max(NO_TIME, min(interval, due - cp.elapsed(self.now)))
+            left = due - elapsed(cp, self.now)
+            return interval if left >= interval else left if left > NO_TIME else NO_TIME
         return interval
 
     def timeliness(self) -> tuple[bool, str] | None:
@@ -797,7 +824,7 @@ class _Machine:
                 f"evaluated {format_duration(late)} after it was due (interval "
                 f"{format_duration(interval)}): the operator is falling behind"
             )
-        return (True, "evaluated when due") if late <= interval / 2 else None
+        return ON_TIME if late <= interval / 2 else None
 
     def result(self, generation: int | None) -> Evaluation:
         s = self.s
@@ -805,13 +832,17 @@ class _Machine:
             s.observed_generation = generation
         errors = self.errors() if self.results else None
         _set_conditions(s, self.now, errors, self.control_news, self.timeliness())
-        return Evaluation(
-            status=s,
-            weight=None if s.state in HANDS_OFF else s.desired_weight,
-            workload=self.workload,
-            events=tuple(self.events),
-            next_evaluation=self.next_evaluation(),
-        )
+        weight = None if s.state in HANDS_OFF else s.desired_weight
+        next_evaluation = self.next_evaluation()
+        given = self.given
+        if s.current_phase is self.phase_fields is not None:
+            s.current_phase = (
+                record_of(PhaseStatus, self.phase_fields) if self.own_phase else given.current_phase
+            )
+        # Most evaluations change nothing: then the status given is the answer (records are
+        # never edited, so it can be shared).
+        status = given if s.__dict__ == given.__dict__ else record_of(RolloutStatus, s)
+        return Evaluation(status, weight, self.workload, tuple(self.events), next_evaluation)
 
 
 def _progress_words(
