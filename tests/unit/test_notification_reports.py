@@ -3,7 +3,6 @@ event as the engine reports a NO-GO."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 
@@ -141,8 +140,8 @@ def test_a_rejected_gate_is_sent_as_rejected_with_what_a_person_can_do() -> None
     sim.run(in_phase("canary"))
     before = sim.status
     quiet = sim.step()
-    rejected = dataclasses.replace(
-        quiet, events=(Event("Warning", "Rejected", "canary rejected by bob for finance"),)
+    rejected = quiet._replace(
+        events=(Event("Warning", "Rejected", "canary rejected by bob for finance"),)
     )
     planned: Evaluation = plan_notifications(spec, before, rejected, ROLLOUT, sim.now)
     assert planned.status.notifications is not None

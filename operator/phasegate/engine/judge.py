@@ -222,8 +222,9 @@ def _judge(
 
 def _early(metric: Metric, verdict: Verdict, reason: str) -> tuple[Verdict, str]:
     """A verdict reached before any threshold: NoData as the metric's onNoData says."""
-    if verdict is NO_DATA and metric.on_no_data is not NoDataPolicy.INCONCLUSIVE:
-        return Verdict(metric.on_no_data.value), f"{reason} (onNoData: {metric.on_no_data.value})"
+    policy = metric.on_no_data
+    if verdict is NO_DATA and policy is not NoDataPolicy.INCONCLUSIVE:
+        return PASS if policy is NoDataPolicy.PASS else FAIL, f"{reason} (onNoData: {policy.value})"
     return verdict, reason
 
 

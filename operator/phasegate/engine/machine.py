@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from phasegate.api.durations import format_duration
 from phasegate.api.spec import Phase, RolloutSpec
@@ -85,8 +85,7 @@ class Event:
     message: str
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):  # (a tuple: made at every evaluation, it costs less)
     """What to do after one evaluation."""
 
     status: RolloutStatus
@@ -340,7 +339,7 @@ class _Machine:
             else:
                 self.gate_closed(phase, plan)
         else:
-            message = self.progress_message(phase)
+            message = self.started_progress(phase, cp, plan)
             if self.s.message != message:
                 self.s.message = message
 
@@ -784,7 +783,10 @@ class _Machine:
                 f"{phase.name} {phase.weight}%: setting the canary weight "
                 f"(route shows {self.s.canary_weight}%)"
             )
-        plan = self.plan(cp.index)
+        return self.started_progress(phase, cp, self.plan(cp.index))
+
+    def started_progress(self, phase: Phase, cp: PhaseStatus, plan: PhasePlan) -> str:
+        """:meth:`progress_message` of a started phase."""
         judged = cp.checkpoints_judged
         last = None
         if judged:  # the phase's latest checkpoint: the last one recorded, unless edited by hand

@@ -110,7 +110,7 @@ def plan_notifications(
     if box == (after.notifications or NotificationsStatus()) and conditions == after.conditions:
         return evaluation
     changed = after.model_copy(update={"notifications": box, "conditions": conditions})
-    return dataclasses.replace(evaluation, status=changed)
+    return evaluation._replace(status=changed)
 
 
 def _condition(before: RolloutStatus, box: NotificationsStatus, now: datetime) -> Condition:

@@ -8,7 +8,6 @@ value), so a steady rollout still writes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -112,7 +111,7 @@ def record_history(
     if history == after.phase_history:
         return evaluation
     status = after.model_copy(update={"phase_history": history})
-    return dataclasses.replace(evaluation, status=status)
+    return evaluation._replace(status=status)
 
 
 def _keep_worst(

@@ -15,7 +15,6 @@ and the next evaluation finishes it; a failed status write acts on nothing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -228,7 +227,7 @@ def _history(
     unwritten = ctx.unwritten_history.get((namespace, name))
     if unwritten is not None and unwritten[0] == status.phase_history:
         kept = evaluation.status.model_copy(update={"phase_history": unwritten[1]})
-        evaluation = dataclasses.replace(evaluation, status=kept)
+        evaluation = evaluation._replace(status=kept)
     return record_history(status, evaluation, judged, now)
 
 
@@ -246,7 +245,7 @@ def _quiet_history(
         ctx.unwritten_history.pop(key, None)  # written now, with the rest
         return evaluation
     ctx.unwritten_history[key] = (before.phase_history, after.phase_history)
-    return dataclasses.replace(evaluation, status=unchanged)
+    return evaluation._replace(status=unchanged)
 
 
 @dataclass
