@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-from phasegate.kube import JSON, Kube, NotFound, translated, unchanged_since
+from phasegate.kube import JSON, Conflict, Kube, NotFound, translated, unchanged_since
 from phasegate.traffic.cache import Key, RouteCache
 from phasegate.traffic.router import RouteError
 
@@ -138,13 +138,18 @@ class NginxRouter:
         canary = (self._seen or None) if self._seen is not None else self._canary()
         self._seen = None  # one write per reading
         if canary is None:
-            with translated():
-                self._offer(
-                    self.kube.networking.create_namespaced_ingress(
-                        self.namespace, cast(Any, wanted), _content_type=JSON
+            try:
+                with translated():
+                    self._offer(
+                        self.kube.networking.create_namespaced_ingress(
+                            self.namespace, cast(Any, wanted), _content_type=JSON
+                        )
                     )
-                )
-            return
+                return
+            except Conflict:  # made by someone else since it was read: write over it
+                canary = self._canary(fresh=True)
+                if canary is None:
+                    raise  # gone again: the next evaluation reads it again
         annotations = {
             **(canary["metadata"].get("annotations") or {}),
             **wanted["metadata"]["annotations"],
