@@ -10,6 +10,7 @@ import pytest
 
 from phasegate.kube import Kube as Clients
 from phasegate.traffic import RouteError
+from phasegate.traffic.cache import RouteCache
 from phasegate.traffic.istio import IstioRouter
 from phasegate.traffic.nginx import CANARY, CANARY_OF, WEIGHT, NginxRouter
 from phasegate.traffic.smi import SMIRouter
@@ -174,6 +175,33 @@ def test_nginx_never_touches_an_ingress_it_did_not_make(kube: Kube, clients: Cli
     with pytest.raises(RouteError, match="was not made by phasegate"):
         router.set_weight(10)
     assert router.restore() is False
+    assert kube.ok("GET", f"{INGRESSES}/web-canary")["spec"] == {}
+
+
+def test_nginx_writes_over_a_canary_ingress_its_cache_held_absent(
+    kube: Kube, clients: Clients
+) -> None:
+    """Made by someone else and not yet seen by the (here absent) watch: the create is refused
+    (409 AlreadyExists), so the Ingress is read and the weight written over it."""
+    stable_ingress(kube)
+    cache = RouteCache({("networking.k8s.io", "ingresses")})
+    router = NginxRouter(clients, "default", "web", "web-stable", "web-canary", cache=cache)
+    assert router.read_weight() == 0
+    other = NginxRouter(clients, "default", "web", "web-stable", "web-canary")
+    other.set_weight(50)
+    assert router.read_weight() == 0, "held absent: not asked of the API"
+    router.set_weight(10)
+    assert other.read_weight() == 10
+    assert router.read_weight() == 10
+
+    kube.ok("DELETE", f"{INGRESSES}/web-canary")
+    assert router.restore() is False  # a 404: held absent again
+    kube.ok("POST", INGRESSES, {"metadata": {"name": "web-canary"}, "spec": {}})
+    assert router.read_weight() == 0
+    with pytest.raises(RouteError, match="was not made by phasegate"):
+        router.set_weight(10)
+    with pytest.raises(RouteError, match="was not made by phasegate"):
+        router.read_weight()  # no longer held absent
     assert kube.ok("GET", f"{INGRESSES}/web-canary")["spec"] == {}
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
+from phasegate.kube import NotFound
 from phasegate.traffic.cache import RouteCache, newer
 
 ROUTE = ("gateway.networking.k8s.io", "httproutes", "shop", "web")
@@ -32,7 +35,8 @@ def test_only_routes_asked_for_are_kept_and_the_newest_copy_wins() -> None:
     cache.offer(ROUTE, route("12", 30))
     assert cache.get(ROUTE) == route("12", 30)
     cache.deleted(ROUTE)
-    assert cache.get(ROUTE) is None
+    with pytest.raises(NotFound):
+        cache.get(ROUTE)
     cache.forget(ROUTE)
     cache.offer(ROUTE, route("20"))
     assert cache.get(ROUTE) is None, "forgotten: no longer kept"
@@ -64,6 +68,34 @@ def test_a_copy_nothing_confirmed_for_max_age_is_read_again() -> None:
     assert cache.get(ROUTE) == route("7")
     now[0] = 111
     assert cache.get(ROUTE) is None, "unconfirmed for more than a minute"
+
+
+def test_a_route_that_does_not_exist_is_known_absent_until_a_copy_comes_or_max_age() -> None:
+    now = [0.0]
+    cache = RouteCache(KINDS, max_age=60, clock=lambda: now[0])
+    cache.deleted(ROUTE)
+    assert len(cache) == 0, "the absence of a route no rollout asked for costs nothing"
+    assert cache.get(ROUTE) is None
+    cache.deleted(ROUTE)  # the API answered 404
+    now[0] = 60
+    with pytest.raises(NotFound):
+        cache.get(ROUTE)  # no GET: held absent for max_age, like a copy
+    now[0] = 61
+    assert cache.get(ROUTE) is None, "nothing confirms an absence: asked of the API again"
+    cache.deleted(ROUTE)
+    cache.offer(ROUTE, route("3"))  # a watch's ADDED, or a create's answer
+    assert cache.get(ROUTE) == route("3")
+
+
+def test_a_late_delete_event_of_an_older_route_keeps_the_one_made_since() -> None:
+    cache = RouteCache(KINDS)
+    cache.get(ROUTE)
+    cache.offer(ROUTE, route("9"))  # made again; its create's answer came before the event
+    cache.deleted(ROUTE, "8")
+    assert cache.get(ROUTE) == route("9")
+    cache.deleted(ROUTE, "10")
+    with pytest.raises(NotFound):
+        cache.get(ROUTE)
 
 
 def test_only_kinds_the_api_lets_the_operator_list_and_watch_are_watched() -> None:

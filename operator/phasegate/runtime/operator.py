@@ -260,7 +260,7 @@ def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[...,
         meta = body.get("metadata") or {}
         key = (group, plural, meta.get("namespace") or "", meta.get("name") or "")
         if type == "DELETED":
-            routes.deleted(key)
+            routes.deleted(key, str(meta.get("resourceVersion") or ""))
         else:
             routes.offer(key, copy.deepcopy(dict(body)))
 

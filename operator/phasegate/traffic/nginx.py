@@ -7,7 +7,10 @@ that reach the stable Service, sent to the canary Service), sets its weight, and
 restore. An Ingress of that name that phasegate did not create is never touched.
 
 With a :class:`~phasegate.traffic.cache.RouteCache`, both Ingresses are read from the watched
-copies; only a canary Ingress that does not exist yet is asked of the API each time.
+copies, and so is a canary Ingress's absence (the API's 404, phasegate's own delete): one that
+does not exist is asked of the API once per ``max_age``, not at every evaluation. When the
+cache wrongly holds it absent (made by someone else, and not yet seen by the watch), creating
+it is refused (409 AlreadyExists): it is then read and written over, as any copy is.
 """
 
 from __future__ import annotations
@@ -50,13 +53,19 @@ class NginxRouter:
         return (self.group, self.plural, self.namespace, name)
 
     def _read(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
-        """An Ingress: the watched copy when there is one (and not ``fresh``), else the API's."""
+        """An Ingress: the watched copy when there is one (and not ``fresh``), else the API's;
+        NotFound when it does not exist, which the cache keeps too."""
         if not fresh and self.cache is not None and (held := self.cache.get(self._key(name))):
             return held
-        with translated():
-            ingress = self.kube.plain(
-                self.kube.networking.read_namespaced_ingress(name, self.namespace)
-            )
+        try:
+            with translated():
+                ingress = self.kube.plain(
+                    self.kube.networking.read_namespaced_ingress(name, self.namespace)
+                )
+        except NotFound:
+            if self.cache is not None:
+                self.cache.deleted(self._key(name))
+            raise
         self._offer(ingress)
         return ingress
 

@@ -73,13 +73,19 @@ class WeightedRouter:
         raise NotImplementedError
 
     def _get(self, *, fresh: bool = False) -> dict[str, Any]:
-        """The route: the watched copy when there is one (and not ``fresh``), else the API's."""
-        if not fresh and self.cache is not None and (held := self.cache.get(self.key)):
-            return held
+        """The route: the watched copy when there is one (and not ``fresh``), else the API's;
+        RouteError when it does not exist (an absence the cache keeps too)."""
         try:
-            obj = self.kube.get_custom(
-                self.group, self.version, self.plural, self.namespace, self.name
-            )
+            if not fresh and self.cache is not None and (held := self.cache.get(self.key)):
+                return held
+            try:
+                obj = self.kube.get_custom(
+                    self.group, self.version, self.plural, self.namespace, self.name
+                )
+            except NotFound:
+                if self.cache is not None:
+                    self.cache.deleted(self.key)
+                raise
         except NotFound:
             raise RouteError(f"{self.title} not found") from None
         if self.cache is not None:  # kept only if asked for above (a fresh read is not)
