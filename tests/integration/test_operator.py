@@ -7,12 +7,14 @@ then the operator moves traffic, judges the metrics and reports, scenario by sce
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from phasegate.demo.stack import ROOT
-from support.faults import FaultProxy
+from phasegate.demo.stack import ROOT, Process
+from support.faults import FaultProxy, Request
 from support.world import WeightRecorder, World, breach_start, evaluations, release, route
 
 APPROVERS = ("engineering", "operations", "product", "finance")
@@ -326,22 +328,93 @@ def test_evaluations_read_both_ingresses_from_the_watch(nginx_world: World, tmp_
 def route_reads(world: World, tmp_path: Path, paths: list[str]) -> tuple[float, int]:
     """(evaluations, GETs of ``paths``) over 8s of a canary phase of 1s evaluations, the
     operator's every request through a recording proxy."""
+    with proxied_operator(world, tmp_path) as (proxy, operator):
+        spec = release(trafficRouting=world.routing)["spec"]
+        spec["phases"][0]["duration"] = "30s"
+        world.apply(release(**spec))
+        world.wait(lambda s: started(s, "canary"), timeout=60)
+        done = evaluations_over_8s(operator)
+        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path in paths]
+    return done, len(reads)
+
+
+@contextmanager
+def proxied_operator(
+    world: World, tmp_path: Path, *faults: tuple[str, Callable[[Request], bool], list[str]]
+) -> Iterator[tuple[FaultProxy, Process]]:
+    """An operator whose every request goes through a recording proxy, armed with ``faults``
+    (name, the requests it picks, their faults) before the operator starts."""
     upstream = world.stack.operator_kubeconfig or world.stack.kubeconfig
-    with FaultProxy(upstream) as proxy:
+    with FaultProxy(upstream, hold=300) as proxy:
+        for name, matches, met in faults:
+            proxy.arm(name, matches, *met)
         world.stack.operator_kubeconfig = proxy.kubeconfig(upstream, tmp_path / "proxied")
         try:
             operator = world.start_operator()
         finally:
             world.stack.operator_kubeconfig = upstream
-        spec = release(trafficRouting=world.routing)["spec"]
-        spec["phases"][0]["duration"] = "30s"
-        world.apply(release(**spec))
-        world.wait(lambda s: started(s, "canary"), timeout=60)
-        before = evaluations(operator)
-        time.sleep(8)  # a window of 1s evaluations, counted below, not a wait for an outcome
-        done = evaluations(operator) - before
-        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path in paths]
-    return done, len(reads)
+        yield proxy, operator
+
+
+def evaluations_over_8s(operator: Process) -> float:
+    before = evaluations(operator)
+    time.sleep(8)  # a window of 1s evaluations, counted, not a wait for an outcome
+    return evaluations(operator) - before
+
+
+def gated_release(world: World) -> dict:  # type: ignore[type-arg]
+    """The small release on the world's route, its first phase waiting for one approval:
+    until then no canary weight is set (for NGINX: no canary Ingress made)."""
+    spec = release(trafficRouting=world.routing)["spec"]
+    spec["phases"][0]["approval"] = {"required": ["engineering"]}
+    return release(**spec)
+
+
+def test_a_canary_ingress_that_does_not_exist_is_not_asked_of_the_api_at_each_evaluation(
+    nginx_world: World, tmp_path: Path
+) -> None:
+    """A rollout waiting at its first gate has no canary Ingress (nor has one aborted there):
+    the API's 404 is kept like a copy, so 1s evaluations do not each GET it. Once approved,
+    the canary Ingress is made and carries the phase's weight."""
+    world, canary = nginx_world, object_path(nginx_world, "web-canary")
+    with proxied_operator(world, tmp_path) as (proxy, operator):
+        world.apply(gated_release(world))
+        world.wait(lambda s: s.get("state") == "WaitingForApproval", what="the canary gate")
+        done = evaluations_over_8s(operator)
+        reads = [r for r, _ in proxy.answered if r.method == "GET" and r.path == canary]
+        assert done >= 5, f"only {done:g} evaluations in 8s"
+        assert len(reads) <= 2, f"{len(reads)} GETs of the absent canary Ingress"
+        world.control("approve", by="engineering", phase="canary")
+        world.wait(lambda s: s.get("canaryWeight") == 10, what="the canary weight", timeout=30)
+    assert world.router().read_weight() == 10
+
+
+def test_a_canary_ingress_made_behind_the_operators_back_gets_the_rollouts_weight(
+    nginx_world: World, tmp_path: Path
+) -> None:
+    """The operator holds the canary Ingress absent, and its watch of Ingresses is held up:
+    someone else makes the Ingress (at 50%), unseen. The operator's create is refused (409
+    AlreadyExists); it reads the Ingress and writes the phase's 10% over it."""
+    world, canary = nginx_world, object_path(nginx_world, "web-canary")
+    held_up = (
+        "the operator's list and watch of Ingresses",
+        lambda r: r.method == "GET" and r.path == "/apis/networking.k8s.io/v1/ingresses",
+        ["timeout"] * 5,
+    )
+    with proxied_operator(world, tmp_path, held_up) as (proxy, _):
+        world.apply(gated_release(world))
+        world.wait(lambda s: s.get("state") == "WaitingForApproval", what="the canary gate")
+        deadline = time.monotonic() + 10
+        while (canary, 404) not in [(r.path, code) for r, code in proxy.answered]:
+            assert time.monotonic() < deadline, "the canary Ingress was never read"
+            time.sleep(0.2)
+        world.router().set_weight(50)
+        world.control("approve", by="engineering", phase="canary")
+        world.wait(lambda s: s.get("canaryWeight") == 10, what="the canary weight", timeout=30)
+        posts = [(r, code) for r, code in proxy.answered if r.method == "POST"]
+        creates = [code for r, code in posts if r.path == canary.rsplit("/", 1)[0]]
+    assert world.router().read_weight() == 10
+    assert creates == [409], "the operator held the canary Ingress absent when it wrote"
 
 
 def test_with_deployments_the_release_is_promoted_and_traffic_returns_to_stable(
