@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from phasegate.kube import Conflict
 from phasegate.kube import Kube as Clients
 from phasegate.traffic import RouteError
 from phasegate.traffic.cache import RouteCache
@@ -203,6 +204,26 @@ def test_nginx_writes_over_a_canary_ingress_its_cache_held_absent(
     with pytest.raises(RouteError, match="was not made by phasegate"):
         router.read_weight()  # no longer held absent
     assert kube.ok("GET", f"{INGRESSES}/web-canary")["spec"] == {}
+
+
+def test_a_write_refused_over_a_stale_copy_makes_the_next_read_ask_the_api(
+    kube: Kube, clients: Clients
+) -> None:
+    """Without a watch to bring the newer copy (here none runs), the cache would otherwise
+    hold the stale one, and every write over it would be refused, until max_age."""
+    stable_ingress(kube)
+    cache = RouteCache({("networking.k8s.io", "ingresses")})
+    router = NginxRouter(clients, "default", "web", "web-stable", "web-canary", cache=cache)
+    router.read_weight()
+    router.set_weight(10)
+    other = NginxRouter(clients, "default", "web", "web-stable", "web-canary")
+    other.set_weight(50)
+    assert router.read_weight() == 10, "the copy the cache holds"
+    with pytest.raises(Conflict):
+        router.set_weight(20)
+    assert router.read_weight() == 50, "asked of the API"
+    router.set_weight(20)
+    assert other.read_weight() == 20
 
 
 def test_nginx_errors_name_what_is_missing(kube: Kube, clients: Clients) -> None:

@@ -9,6 +9,7 @@ from phasegate.engine.queries import phase_plan
 from phasegate.kube import Kube
 from phasegate.runtime.reconcile import Context
 from phasegate.runtime.telemetry import Telemetry
+from phasegate.traffic import RouteCache
 from support.world import release
 
 
@@ -29,3 +30,20 @@ def test_an_unchanged_spec_is_one_object_and_a_changed_one_is_validated_again() 
     assert invalid is None and problems
     ctx.forget("shop", "web")
     assert ctx.spec("shop", "web", raw)[0] is not first, "forgotten with its rollout"
+
+
+def test_a_rollout_forgotten_leaves_none_of_its_routes_in_the_route_cache() -> None:
+    ingresses = ("networking.k8s.io", "ingresses")
+    ctx = Context(kube=cast(Kube, None), telemetry=Telemetry(), routes=RouteCache({ingresses}))
+    raw = release(trafficRouting={"nginx": {"stableIngress": "web"}})["spec"]
+    spec, problems = ctx.spec("shop", "web", raw)
+    assert spec is not None and problems == []
+    stable, canary = (*ingresses, "shop", "web"), (*ingresses, "shop", "web-canary")
+    for key in (stable, canary):  # as evaluations leave them: asked for, then offered
+        assert ctx.routes.get(key) is None
+        ctx.routes.offer(key, {"metadata": {"name": key[3], "resourceVersion": "7"}})
+    assert len(ctx.routes) == 2
+    ctx.forget("shop", "web")
+    assert len(ctx.routes) == 0
+    ctx.routes.offer(stable, {"metadata": {"name": "web", "resourceVersion": "8"}})
+    assert len(ctx.routes) == 0, "a forgotten route is no longer kept from the watch"

@@ -26,7 +26,6 @@ from phasegate.runtime.reconcile import Context, evaluate_once
 from phasegate.runtime.sharding import Shard
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import WATCHED_ROUTES, RouteCache, RouteError, router_for, watched_kinds
-from phasegate.traffic.weighted import WeightedRouter
 
 log = structlog.get_logger("phasegate")
 PREFIX = "phasegate.dev"
@@ -175,8 +174,6 @@ def register(
             return
         try:
             router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
-            if isinstance(router, WeightedRouter):
-                ctx.routes.forget(router.key)
             if await asyncio.to_thread(router.restore):
                 logger.info(f"{router.kind} weights restored to what they were before the rollout")
         except RouteError as error:

@@ -94,9 +94,13 @@ class Context:
     )
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop what is kept in memory for a deleted rollout."""
+        """Drop what is kept in memory for a rollout gone from this operator: deleted, or
+        another's now (its routes too: another rollout that reads one reads it again)."""
         self.unwritten_history.pop((namespace, name), None)
-        self.specs.pop((namespace, name), None)
+        kept = self.specs.pop((namespace, name), None)
+        if kept is not None and kept[1] is not None:
+            for route in router_for(kept[1], namespace, self.kube).routes_read():
+                self.routes.forget(route)
 
     def spec(self, namespace: str, name: str, raw: Any) -> tuple[RolloutSpec | None, list[str]]:
         """The rollout's spec validated, or why it is invalid: validated again only when it

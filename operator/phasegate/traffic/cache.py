@@ -113,6 +113,12 @@ class RouteCache:
                 return  # a late event: the route was made again since
             self._copies[key] = (None, self._clock())
 
+    def refused(self, key: Key) -> None:
+        """A write over the copy held was refused (409): someone else's change overtook it.
+        The next read asks the API, not waiting for the watch (which may have stopped)."""
+        with self._lock:
+            self._copies.pop(key, None)
+
     def forget(self, key: Key) -> None:
         """Stop keeping a route (its rollout is gone)."""
         with self._lock:

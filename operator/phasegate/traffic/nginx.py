@@ -49,6 +49,9 @@ class NginxRouter:
         # it, so one that someone else's overtook is refused (409) instead of applied.
         self._seen: dict[str, Any] | None = None
 
+    def routes_read(self) -> tuple[Key, ...]:
+        return (self._key(self.stable_ingress), self._key(self.name))
+
     def _key(self, name: str) -> Key:
         return (self.group, self.plural, self.namespace, name)
 
@@ -169,12 +172,16 @@ class NginxRouter:
             {"op": "replace", "path": "/metadata/annotations", "value": annotations},
             {"op": "replace", "path": "/spec", "value": wanted["spec"]},
         ]
-        with translated():
-            self._offer(
-                self.kube.networking.patch_namespaced_ingress(
+        try:
+            with translated():
+                written = self.kube.networking.patch_namespaced_ingress(
                     self.name, self.namespace, ops, _content_type="application/json-patch+json"
                 )
-            )
+        except Conflict:
+            if self.cache is not None:
+                self.cache.refused(self._key(self.name))
+            raise
+        self._offer(written)
 
     def restore(self) -> bool:
         """Delete the canary Ingress: all traffic goes to the stable one again."""

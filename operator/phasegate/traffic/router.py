@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from phasegate.traffic.cache import Key
+
 
 class RouteError(RuntimeError):
     """The route or a backend is missing or unusable; say which, and how to fix it."""
@@ -24,4 +26,8 @@ class Router(Protocol):
 
     def restore(self) -> bool:
         """Put back the weights saved before the first change; False if none were saved."""
+        ...
+
+    def routes_read(self) -> tuple[Key, ...]:
+        """The routes it reads, as the route cache names them."""
         ...

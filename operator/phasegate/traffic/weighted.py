@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from phasegate.kube import Kube, NotFound, unchanged_since
+from phasegate.kube import Conflict, Kube, NotFound, unchanged_since
 from phasegate.traffic.cache import Key, RouteCache
 from phasegate.traffic.router import RouteError
 
@@ -64,6 +64,9 @@ class WeightedRouter:
     def key(self) -> Key:
         return (self.group, self.plural, self.namespace, self.name)
 
+    def routes_read(self) -> tuple[Key, ...]:
+        return (self.key,)
+
     @property
     def title(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
@@ -94,9 +97,14 @@ class WeightedRouter:
 
     def _patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
         version = unchanged_since(obj["metadata"]["resourceVersion"])
-        written = self.kube.json_patch_custom(
-            self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
-        )
+        try:
+            written = self.kube.json_patch_custom(
+                self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
+            )
+        except Conflict:
+            if self.cache is not None:
+                self.cache.refused(self.key)
+            raise
         if self.cache is not None:
             self.cache.offer(self.key, written)
 
