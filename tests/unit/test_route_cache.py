@@ -26,9 +26,11 @@ def test_versions_compare_as_decimal_integers_and_others_do_not_compare() -> Non
 
 def test_only_routes_asked_for_are_kept_and_the_newest_copy_wins() -> None:
     cache = RouteCache(KINDS)
+    assert not cache.wants(ROUTE), "the watch need not copy it"
     cache.offer(ROUTE, route("5"))
     assert len(cache) == 0, "a route no rollout asked for costs nothing"
     assert cache.get(ROUTE) is None  # asked for: read it from the API, then offer it
+    assert cache.wants(ROUTE)
     cache.offer(ROUTE, route("7", 10))
     cache.offer(ROUTE, route("6", 1))  # a late event of an older version
     assert cache.get(ROUTE) == route("7", 10)
@@ -38,6 +40,7 @@ def test_only_routes_asked_for_are_kept_and_the_newest_copy_wins() -> None:
     with pytest.raises(NotFound):
         cache.get(ROUTE)
     cache.forget(ROUTE)
+    assert not cache.wants(ROUTE)
     cache.offer(ROUTE, route("20"))
     assert cache.get(ROUTE) is None, "forgotten: no longer kept"
 

@@ -258,7 +258,7 @@ def _route_watcher(routes: RouteCache, group: str, plural: str) -> Callable[...,
         key = (group, plural, meta.get("namespace") or "", meta.get("name") or "")
         if type == "DELETED":
             routes.deleted(key, str(meta.get("resourceVersion") or ""))
-        else:
+        elif routes.wants(key):  # (a route asked for meanwhile is read from the API)
             routes.offer(key, copy.deepcopy(dict(body)))
 
     return route_changed

@@ -79,6 +79,11 @@ class RouteCache:
             raise NotFound(f"{key[1]} {key[2]}/{key[3]} does not exist")
         return held[0]
 
+    def wants(self, key: Key) -> bool:
+        """Whether a rollout asked for the route: a watch event of any other is not kept, so
+        it need not be copied either."""
+        return key in self._wanted
+
     def offer(self, key: Key, obj: dict[str, Any]) -> None:
         """A copy of a route, from a watch event, a read or a write's answer."""
         with self._lock:
