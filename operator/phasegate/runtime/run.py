@@ -49,7 +49,8 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
 
 async def run(options: RunOptions) -> None:
     logs.configure(options.log_level, options.log_format)
-    context = make_context(
+    context = await asyncio.to_thread(  # (its access review is an API call: off the loop)
+        make_context,
         options.prometheus,
         max_in_flight=options.prometheus_max_in_flight,
         coalesce_window=options.prometheus_coalesce_window,
