@@ -9,7 +9,7 @@ from phasegate.engine.queries import phase_plan
 from phasegate.kube import Kube
 from phasegate.runtime.reconcile import Context
 from phasegate.runtime.telemetry import Telemetry
-from phasegate.traffic import RouteCache
+from phasegate.traffic import RouteCache, router_for
 from support.world import release
 
 
@@ -38,6 +38,7 @@ def test_a_rollout_forgotten_leaves_none_of_its_routes_in_the_route_cache() -> N
     raw = release(trafficRouting={"nginx": {"stableIngress": "web"}})["spec"]
     spec, problems = ctx.spec("shop", "web", raw)
     assert spec is not None and problems == []
+    ctx.reads_routes("shop", "web", router_for(spec, "shop", ctx.kube, ctx.routes))
     stable, canary = (*ingresses, "shop", "web"), (*ingresses, "shop", "web-canary")
     for key in (stable, canary):  # as evaluations leave them: asked for, then offered
         assert ctx.routes.get(key) is None

@@ -49,6 +49,7 @@ from phasegate.notify.hook import hand_over, with_notifications
 from phasegate.report.history import Judged, judge_phase, record_history
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import RouteCache, RouteError, Router, router_for
+from phasegate.traffic.cache import Key
 
 log = structlog.get_logger("phasegate")
 
@@ -92,15 +93,21 @@ class Context:
     specs: dict[tuple[str, str], tuple[Any, RolloutSpec | None, list[str]]] = field(
         default_factory=dict
     )
+    # The routes each rollout read through the route cache.
+    routes_read: dict[tuple[str, str], set[Key]] = field(default_factory=dict)
+
+    def reads_routes(self, namespace: str, name: str, router: Router) -> None:
+        """The rollout reads the router's routes: the route cache keeps them until the
+        rollout is forgotten (every one it read, also after its spec named another)."""
+        self.routes_read.setdefault((namespace, name), set()).update(router.routes_read())
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept in memory for a rollout gone from this operator: deleted, or
         another's now (its routes too: another rollout that reads one reads it again)."""
         self.unwritten_history.pop((namespace, name), None)
-        kept = self.specs.pop((namespace, name), None)
-        if kept is not None and kept[1] is not None:
-            for route in router_for(kept[1], namespace, self.kube).routes_read():
-                self.routes.forget(route)
+        self.specs.pop((namespace, name), None)
+        for route in self.routes_read.pop((namespace, name), ()):
+            self.routes.forget(route)
 
     def spec(self, namespace: str, name: str, raw: Any) -> tuple[RolloutSpec | None, list[str]]:
         """The rollout's spec validated, or why it is invalid: validated again only when it
@@ -313,6 +320,7 @@ async def evaluate_once(
     route_error: str | None = None
     try:
         router = router_for(spec, namespace, ctx.kube, ctx.routes)
+        ctx.reads_routes(namespace, name, router)
         route_weight = await asyncio.to_thread(router.read_weight)
     except RouteError as error:
         route_error = str(error)

@@ -40,11 +40,29 @@ def newer(version: str, than: str) -> bool | None:
     return (len(version), version) > (len(than), than)
 
 
+class _Held:
+    """What is known of one route: its copy, or that it does not exist (``obj`` None)."""
+
+    __slots__ = ("at", "doubted", "obj", "seq", "version")
+
+    def __init__(self, obj: dict[str, Any] | None, version: str, at: float, seq: int) -> None:
+        self.obj = obj
+        self.version = version  # the copy's resourceVersion, or the deletion's ("": unknown)
+        self.at = at  # when it was last confirmed
+        self.seq = seq  # the cache's count of changes then (see RouteCache.stamp)
+        self.doubted = False  # a write refused over it: the next read asks the API
+
+
+def _version(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("resourceVersion", ""))
+
+
 class RouteCache:
     """The newest copy seen of each route asked for, of the kinds the operator watches.
 
     Routers read from threads while watch events arrive on the event loop: a lock keeps an
-    older copy from replacing a newer one between the two. A copy nothing confirmed for
+    older copy from replacing a newer one between the two, and an answer a thread waited
+    for from replacing what the watch brought meanwhile. A copy nothing confirmed for
     ``max_age`` seconds (no event, read or write of its version or a newer one) is read from
     the API again: a watch that stopped (its rights revoked, its CRD replaced) delays seeing
     someone else's change by that much at most. An absence is held as long, from when it was
@@ -61,23 +79,36 @@ class RouteCache:
         self.max_age, self._clock = max_age, clock
         self._lock = threading.Lock()
         self._wanted: set[Key] = set()
-        # The copy (None: the route does not exist) and when it was last confirmed.
-        self._copies: dict[Key, tuple[dict[str, Any] | None, float]] = {}
+        self._held: dict[Key, _Held] = {}
+        self._changes = 0
+
+    def _keep(self, key: Key, obj: dict[str, Any] | None, version: str) -> None:
+        self._changes += 1
+        self._held[key] = _Held(obj, version, self._clock(), self._changes)
+
+    def stamp(self) -> int:
+        """Taken before a read from the API: given back to :meth:`missing` with its 404, it
+        tells what the watch brought while the read was on its way."""
+        return self._changes
+
+    def _fresh(self, held: _Held | None) -> bool:
+        return held is not None and not held.doubted and self._clock() - held.at <= self.max_age
 
     def get(self, key: Key) -> dict[str, Any] | None:
         """The newest copy of a route; NotFound when it does not exist; None: then read it
-        from the API and :meth:`offer` it (:meth:`deleted` on a 404). Asking for a route
+        from the API and :meth:`offer` it (:meth:`missing` on a 404). Asking for a route
         makes the cache keep it current from then on."""
         if key[:2] not in self.watched:
             return None
         with self._lock:
             self._wanted.add(key)
-            held = self._copies.get(key)
-            if held is None or self._clock() - held[1] > self.max_age:
+            held = self._held.get(key)
+            if held is None or not self._fresh(held):
                 return None
-        if held[0] is None:
+            obj = held.obj
+        if obj is None:
             raise NotFound(f"{key[1]} {key[2]}/{key[3]} does not exist")
-        return held[0]
+        return obj
 
     def wants(self, key: Key) -> bool:
         """Whether a rollout asked for the route: a watch event of any other is not kept, so
@@ -89,46 +120,57 @@ class RouteCache:
         with self._lock:
             if key not in self._wanted:
                 return
-            held = self._copies.get(key)
-            kept = held[0] if held else None
-            if kept is None:  # none held, or held absent: the route exists now
-                self._copies[key] = (obj, self._clock())
+            held, theirs = self._held.get(key), _version(obj)
+            if held is None or (held.obj is None and not held.version):
+                self._keep(key, obj, theirs)
                 return
-            theirs = str(obj["metadata"].get("resourceVersion", ""))
-            mine = str(kept["metadata"].get("resourceVersion", ""))
-            if theirs == mine:
-                self._copies[key] = (kept, self._clock())
+            if theirs == held.version and held.obj is not None:
+                if not held.doubted:  # (a copy a write was refused over stays doubted)
+                    held.at = self._clock()
                 return
-            is_newer = newer(theirs, mine)
+            is_newer = newer(theirs, held.version)
             if is_newer is None:
-                del self._copies[key]  # which one is current is unknown: ask the API next time
-            elif is_newer:
-                self._copies[key] = (obj, self._clock())
+                del self._held[key]  # which one is current is unknown: ask the API next time
+            elif is_newer:  # (older: a late answer, or a copy from before the deletion held)
+                self._keep(key, obj, theirs)
 
-    def deleted(self, key: Key, version: str = "") -> None:
-        """A route that does not exist: the API answered 404, or it was deleted by the
-        operator, or as a watch saw (``version``: the deleted one's; a newer copy, of the
-        route made again since, is kept)."""
+    def deleted(self, key: Key, version: str) -> None:
+        """A watch saw the route deleted (``version``: the deleted one's); a newer copy, of
+        the route made again since, is kept."""
         with self._lock:
             if key not in self._wanted:
                 return
-            held = self._copies.get(key)
-            kept = held[0] if held else None
-            if version and kept and newer(str(kept["metadata"].get("resourceVersion")), version):
+            held = self._held.get(key)
+            if held is not None and held.obj is not None and newer(held.version, version):
                 return  # a late event: the route was made again since
-            self._copies[key] = (None, self._clock())
+            self._keep(key, None, version)
 
-    def refused(self, key: Key) -> None:
-        """A write over the copy held was refused (409): someone else's change overtook it.
-        The next read asks the API, not waiting for the watch (which may have stopped)."""
+    def missing(self, key: Key, since: int) -> None:
+        """The API answered with 404 a read made at :meth:`stamp` ``since``. A copy the watch
+        brought while the read was on its way is the newer word, and is kept (if the route
+        is gone, its deletion follows)."""
         with self._lock:
-            self._copies.pop(key, None)
+            if key not in self._wanted:
+                return
+            held = self._held.get(key)
+            if held is not None and held.obj is not None and held.seq > since:
+                return
+            self._keep(key, None, "")
+
+    def doubt(self, key: Key) -> None:
+        """What is held of the route may be wrong (a write over the copy was refused, or
+        found the route gone; the operator deleted it): the next read asks the API, not
+        waiting for the watch, which may have stopped or may lag."""
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None:
+                held.doubted = True
 
     def forget(self, key: Key) -> None:
         """Stop keeping a route (its rollout is gone)."""
         with self._lock:
             self._wanted.discard(key)
-            self._copies.pop(key, None)
+            self._held.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._copies)
+        return len(self._held)

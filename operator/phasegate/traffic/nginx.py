@@ -7,7 +7,7 @@ that reach the stable Service, sent to the canary Service), sets its weight, and
 restore. An Ingress of that name that phasegate did not create is never touched.
 
 With a :class:`~phasegate.traffic.cache.RouteCache`, both Ingresses are read from the watched
-copies, and so is a canary Ingress's absence (the API's 404, phasegate's own delete): one that
+copies, and so is a canary Ingress's absence (the API's 404, a deletion the watch saw): one that
 does not exist is asked of the API once per ``max_age``, not at every evaluation. When the
 cache wrongly holds it absent (made by someone else, and not yet seen by the watch), creating
 it is refused (409 AlreadyExists): it is then read and written over, as any copy is.
@@ -60,6 +60,7 @@ class NginxRouter:
         NotFound when it does not exist, which the cache keeps too."""
         if not fresh and self.cache is not None and (held := self.cache.get(self._key(name))):
             return held
+        since = self.cache.stamp() if self.cache is not None else 0
         try:
             with translated():
                 ingress = self.kube.plain(
@@ -67,7 +68,7 @@ class NginxRouter:
                 )
         except NotFound:
             if self.cache is not None:
-                self.cache.deleted(self._key(name))
+                self.cache.missing(self._key(name), since)
             raise
         self._offer(ingress)
         return ingress
@@ -177,9 +178,9 @@ class NginxRouter:
                 written = self.kube.networking.patch_namespaced_ingress(
                     self.name, self.namespace, ops, _content_type="application/json-patch+json"
                 )
-        except Conflict:
+        except (Conflict, NotFound):  # overtaken, or gone: the next read asks the API
             if self.cache is not None:
-                self.cache.refused(self._key(self.name))
+                self.cache.doubt(self._key(self.name))
             raise
         self._offer(written)
 
@@ -193,5 +194,5 @@ class NginxRouter:
         except (RouteError, NotFound):
             return False
         if self.cache is not None:
-            self.cache.deleted(self._key(self.name))
+            self.cache.doubt(self._key(self.name))
         return True

@@ -81,13 +81,14 @@ class WeightedRouter:
         try:
             if not fresh and self.cache is not None and (held := self.cache.get(self.key)):
                 return held
+            since = self.cache.stamp() if self.cache is not None else 0
             try:
                 obj = self.kube.get_custom(
                     self.group, self.version, self.plural, self.namespace, self.name
                 )
             except NotFound:
                 if self.cache is not None:
-                    self.cache.deleted(self.key)
+                    self.cache.missing(self.key, since)
                 raise
         except NotFound:
             raise RouteError(f"{self.title} not found") from None
@@ -101,9 +102,9 @@ class WeightedRouter:
             written = self.kube.json_patch_custom(
                 self.group, self.version, self.plural, self.namespace, self.name, [version, *ops]
             )
-        except Conflict:
+        except (Conflict, NotFound):  # overtaken, or gone: the next read asks the API
             if self.cache is not None:
-                self.cache.refused(self.key)
+                self.cache.doubt(self.key)
             raise
         if self.cache is not None:
             self.cache.offer(self.key, written)
