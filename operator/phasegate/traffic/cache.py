@@ -110,6 +110,23 @@ class RouteCache:
             raise NotFound(f"{key[1]} {key[2]}/{key[3]} does not exist")
         return obj
 
+    def read(
+        self, key: Key, fetch: Callable[[], dict[str, Any]], *, fresh: bool = False
+    ) -> dict[str, Any]:
+        """The route: the copy held (unless ``fresh``), else the one ``fetch`` reads from the
+        API, offered; NotFound when it does not exist, which is kept too. A fresh read
+        does not make the cache keep the route."""
+        if not fresh and (held := self.get(key)):
+            return held
+        since = self.stamp()
+        try:
+            obj = fetch()
+        except NotFound:
+            self.missing(key, since)
+            raise
+        self.offer(key, obj)
+        return obj
+
     def wants(self, key: Key) -> bool:
         """Whether a rollout asked for the route: a watch event of any other is not kept, so
         it need not be copied either."""

@@ -58,20 +58,16 @@ class NginxRouter:
     def _read(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
         """An Ingress: the watched copy when there is one (and not ``fresh``), else the API's;
         NotFound when it does not exist, which the cache keeps too."""
-        if not fresh and self.cache is not None and (held := self.cache.get(self._key(name))):
-            return held
-        since = self.cache.stamp() if self.cache is not None else 0
-        try:
+
+        def fetch() -> dict[str, Any]:
             with translated():
-                ingress = self.kube.plain(
+                return self.kube.plain(
                     self.kube.networking.read_namespaced_ingress(name, self.namespace)
                 )
-        except NotFound:
-            if self.cache is not None:
-                self.cache.missing(self._key(name), since)
-            raise
-        self._offer(ingress)
-        return ingress
+
+        if self.cache is None:
+            return fetch()
+        return self.cache.read(self._key(name), fetch, fresh=fresh)
 
     def _offer(self, ingress: Any) -> None:
         """An Ingress the API answered with, for the cache (kept only if asked for)."""

@@ -78,23 +78,16 @@ class WeightedRouter:
     def _get(self, *, fresh: bool = False) -> dict[str, Any]:
         """The route: the watched copy when there is one (and not ``fresh``), else the API's;
         RouteError when it does not exist (an absence the cache keeps too)."""
+
+        def fetch() -> dict[str, Any]:
+            return self.kube.get_custom(
+                self.group, self.version, self.plural, self.namespace, self.name
+            )
+
         try:
-            if not fresh and self.cache is not None and (held := self.cache.get(self.key)):
-                return held
-            since = self.cache.stamp() if self.cache is not None else 0
-            try:
-                obj = self.kube.get_custom(
-                    self.group, self.version, self.plural, self.namespace, self.name
-                )
-            except NotFound:
-                if self.cache is not None:
-                    self.cache.missing(self.key, since)
-                raise
+            return fetch() if self.cache is None else self.cache.read(self.key, fetch, fresh=fresh)
         except NotFound:
             raise RouteError(f"{self.title} not found") from None
-        if self.cache is not None:  # kept only if asked for above (a fresh read is not)
-            self.cache.offer(self.key, obj)
-        return obj
 
     def _patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
         version = unchanged_since(obj["metadata"]["resourceVersion"])
