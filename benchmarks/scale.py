@@ -361,16 +361,23 @@ def start_operators(
     running: Stack, prometheus: str, shards: int, by_label: bool = False
 ) -> list[Process]:
     """The operators (one per shard), given minutes to start serving: on a loaded machine
-    importing one alone can take longer than the stack's usual wait."""
-    flags = ("--standalone", "--prometheus", prometheus)
+    importing one alone can take longer than the stack's usual wait. Shards by ``--shard``
+    meet in peerings of their own (a shard cannot be standalone)."""
     if shards == 1:
+        flags = ("--standalone", "--prometheus", prometheus)
         return [running.start_operator("operator", *flags, wait=300)]
 
-    def owning(i: int) -> tuple[str, str]:
-        return ("--selector", f"{SHARD_LABEL}={i}") if by_label else ("--shard", f"{i}/{shards}")
+    def owning(i: int) -> tuple[str, ...]:
+        if by_label:
+            return ("--standalone", "--selector", f"{SHARD_LABEL}={i}")
+        name = f"bench-shard-{i}"
+        kind = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+        running.kubectl("apply", "-f", "-", stdin=json.dumps({**kind, "metadata": {"name": name}}))
+        return ("--shard", f"{i}/{shards}", "--peering", name)
 
     return [
-        running.start_operator(f"shard-{i}", *flags, *owning(i), wait=300) for i in range(shards)
+        running.start_operator(f"shard-{i}", "--prometheus", prometheus, *owning(i), wait=300)
+        for i in range(shards)
     ]
 
 

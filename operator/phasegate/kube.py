@@ -125,6 +125,17 @@ class Kube:
             found = self.custom.get_cluster_custom_object(group, version, plural, name)
             return cast(dict[str, Any], found)
 
+    def list_custom(
+        self, group: str, version: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The objects of ``plural``: in ``namespace``, or cluster-wide (None)."""
+        with translated():
+            if namespace is None:
+                found = self.custom.list_cluster_custom_object(group, version, plural)
+            else:
+                found = self.custom.list_namespaced_custom_object(group, version, namespace, plural)
+            return cast(list[dict[str, Any]], cast(dict[str, Any], found).get("items") or [])
+
     def serves(self, group: str, version: str, plural: str) -> bool:
         """Whether the API serves ``plural`` in ``group/version`` (its CRD is installed)."""
         try:

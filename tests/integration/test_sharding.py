@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -33,6 +35,26 @@ def owner(namespace: str, name: str, shards: int) -> int:
     return next(i for i in range(shards) if Shard(i, shards).owns(namespace, name))
 
 
+@contextmanager
+def peerings(world: World, *names: str) -> Iterator[None]:
+    """The test's cluster-wide peering objects, removed after it."""
+    world.stack.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": p}}
+                for p in names
+            ]
+        ),
+    )
+    try:
+        yield
+    finally:
+        world.stack.kubectl("delete", "clusterkopfpeering", *names, "--ignore-not-found")
+
+
 def test_each_rollout_is_evaluated_by_one_shard_and_a_shards_standby_takes_over(
     world: World,
 ) -> None:
@@ -44,23 +66,9 @@ def test_each_rollout_is_evaluated_by_one_shard_and_a_shards_standby_takes_over(
             owners[name] = shard
         if len(owners) == 2 * SHARDS:
             break
-    peerings = [f"{world.peering}-shard-{i}" for i in range(SHARDS)]
-    world.stack.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(
-            [
-                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": p}}
-                for p in peerings
-            ]
-        ),
-    )
-
-    try:
-        check_shards(world, owners, peerings)
-    finally:
-        world.stack.kubectl("delete", "clusterkopfpeering", *peerings, "--ignore-not-found")
+    names = [f"{world.peering}-shard-{i}" for i in range(SHARDS)]
+    with peerings(world, *names):
+        check_shards(world, owners, names)
 
 
 def check_shards(world: World, owners: dict[str, int], peerings: list[str]) -> None:
@@ -120,53 +128,87 @@ def check_shards(world: World, owners: dict[str, int], peerings: list[str]) -> N
     assert weights_reported(standby) == mine
 
 
-def test_changing_the_number_of_shards_moves_rollouts_without_a_decision_twice_or_a_gap(
+LIFETIME = 3  # the shards' peering lifetime: how long a killed shard is taken for alive
+
+
+def test_changing_the_number_of_shards_hands_each_rollout_over_once_without_a_gap(
     world: World,
 ) -> None:
     """2 shards become 3 as a Deployment update does it: the new ones start while the old
-    ones still run, then the old ones stop. Rollouts whose owner changes are evaluated by
-    both for a while; their status writes are conditional on the version evaluated, so each
-    checkpoint is judged once, none skipped, and every rollout goes on under its new owner."""
+    ones still run, then the old ones end, one stopped and one killed. While the old layout
+    runs, it alone evaluates every rollout (the new shards evaluate none); when it ends,
+    each rollout goes on under its new owner: each checkpoint judged once, none skipped,
+    no long gap, and only the new owner's finalizer left on it."""
     names = [f"m{n}" for n in range(8)]  # all 8 staying put has odds of (1/3)^8
-    offsets = [f"{s}s" for s in range(4, 29, 4)]
+    offsets = [f"{s}s" for s in range(4, 41, 4)]
     for name in names:
         spec = release(name)["spec"]
         spec["trafficRouting"]["gatewayAPI"]["httpRoute"] = name
         # Only "web" gets load: these are judged on nothing, the checkpoints still count.
         for phase in spec["phases"]:
             phase.update(successCriteria=[], rollbackTriggers=[], holdTriggers=[])
-        spec["phases"][0].update(duration="28s", checkpoints=offsets)
+        spec["phases"][0].update(duration="40s", checkpoints=offsets)
         world.apply(route(name), release(name, **spec))
-    old = [world.start_operator(f"old-{i}", "--standalone", "--shard", f"{i}/2") for i in (0, 1)]
-    for name in names:
-        world.wait(lambda s: s.get("canaryWeight") == 10, name=name, what=f"{name}'s canary")
-    new = [world.start_operator(f"new-{i}", "--standalone", "--shard", f"{i}/3") for i in range(3)]
-    for i, process in enumerate(new):  # both generations evaluate now
-        mine = {n for n in names if Shard(i, 3).owns(world.ns, n)}
-        world.wait(
-            lambda _, p=process, m=mine: weights_reported(p) == m,  # type: ignore[misc]
+    layouts = {"old": 2, "new": 3}
+    with peerings(
+        world, *(f"{world.peering}-{g}-{i}" for g, n in layouts.items() for i in range(n))
+    ):
+
+        def start(generation: str, i: int) -> Process:
+            return world.start_operator(
+                f"{generation}-{i}",
+                "--shard",
+                f"{i}/{layouts[generation]}",
+                "--peering",
+                f"{world.peering}-{generation}-{i}",
+                "--peering-lifetime",
+                str(LIFETIME),
+            )
+
+        old = [start("old", i) for i in range(2)]
+        for name in names:
+            world.wait(lambda s: s.get("canaryWeight") == 10, name=name, what=f"{name}'s canary")
+        new = [start("new", i) for i in range(3)]
+        for name in names:  # each new shard has seen its rollouts (its finalizer is on them)
+            mark = f"phasegate.dev/finalizer-shard-{owner(world.ns, name, 3)}-of-3"
+            world.wait(
+                lambda _, n=name, m=mark: m in world.rollout(n)["metadata"]["finalizers"],  # type: ignore[misc]
+                name=name,
+                what=f"{name}'s new owner's finalizer",
+            )
+        judged_before = {n: len(world.rollout(n)["status"]["checkpoints"]) for n in names}
+        world.wait(  # both layouts run for two checkpoints of every rollout
+            lambda _: all(
+                len(world.rollout(n)["status"]["checkpoints"]) >= judged_before[n] + 2
+                for n in names
+            ),
             name=names[0],
-            what=f"new shard {i} evaluating its rollouts",
+            timeout=30,
+            what="two more checkpoints of every rollout",
         )
-    moved = {n for n in names if owner(world.ns, n, 2) != owner(world.ns, n, 3)}
-    for process in old:
-        process.stop()
-    for name in names:
-        status = world.wait(lambda s: s.get("state") == "Succeeded", name=name, timeout=90)
-        judged = [c["offset"] for c in status["checkpoints"] if c["phase"] == "canary"]
-        assert judged == offsets, f"{name}: each checkpoint judged once, in order ({judged})"
-        canary = [c for c in status["checkpoints"] if c["phase"] == "canary"]
-        times = [datetime.fromisoformat(c["time"]) for c in canary]
-        gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
-        assert max(gaps) < 4 + 4, f"{name}: checkpoints 4s apart came {gaps}s apart: a gap"
-    assert moved, "the names chosen move some rollouts between shards"
-    for name in names:  # each shard has its finalizer; the gone layout's are removed
-        expected = [f"phasegate.dev/finalizer-shard-{owner(world.ns, name, 3)}-of-3"]
-        world.wait(
-            lambda _, n=name, e=expected: world.rollout(n)["metadata"].get("finalizers") == e,  # type: ignore[misc]
-            name=name,
-            what=f"{name}'s finalizers {expected}",
-        )
+        assert [weights_reported(p) for p in new] == [set()] * 3, "the new layout waits"
+        assert [evaluations(p) for p in new] == [0] * 3
+        old[0].stop()
+        old[1].kill()
+        for name in names:
+            status = world.wait(lambda s: s.get("state") == "Succeeded", name=name, timeout=90)
+            canary = [c for c in status["checkpoints"] if c["phase"] == "canary"]
+            judged = [c["offset"] for c in canary]
+            assert judged == offsets, f"{name}: each checkpoint judged once, in order ({judged})"
+            times = [datetime.fromisoformat(c["time"]) for c in canary]
+            gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
+            # A killed shard is taken for alive for its peering lifetime, then seen gone
+            # within a second; a stopped one, at once.
+            assert max(gaps) < 4 + LIFETIME + 4, f"{name}: checkpoints 4s apart: {gaps}s apart"
+        for i, process in enumerate(new):
+            assert weights_reported(process) == {n for n in names if owner(world.ns, n, 3) == i}
+        for name in names:  # the gone layout's finalizers are removed
+            expected = [f"phasegate.dev/finalizer-shard-{owner(world.ns, name, 3)}-of-3"]
+            world.wait(
+                lambda _, n=name, e=expected: world.rollout(n)["metadata"].get("finalizers") == e,  # type: ignore[misc]
+                name=name,
+                what=f"{name}'s finalizers {expected}",
+            )
 
 
 def test_operators_split_by_labels_and_a_relabelled_rollout_moves_to_the_other(

@@ -105,7 +105,8 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="I/N",
         help="own only shard I (from 0) of N: the rollouts whose crc32 of namespace/name mod N "
-        "is I; the default peering becomes phasegate-shard-I",
+        "is I; the default peering becomes phasegate-shard-I (a peering is needed: through it "
+        "a change of N hands each rollout over from one layout to the other)",
     )
     run.add_argument(
         "--selector",
@@ -208,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
 
         tool: int = importlib.import_module(DEMO_TOOLS[argv[0]]).main(argv[1:])
         return tool
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and args.shard and args.standalone:
+        parser.error(
+            "--shard with --standalone: a shard needs a peering, through which a change of "
+            "the number of shards hands each rollout over from one layout to the other"
+        )
     if args.command == "validate":
         from phasegate.cli.validate import validate_files
 

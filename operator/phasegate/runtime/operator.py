@@ -23,7 +23,7 @@ from phasegate import GROUP, PLURAL, VERSION
 from phasegate.api.validation import validate_spec
 from phasegate.kube import Kube, NotFound
 from phasegate.runtime.reconcile import Context, evaluate_once
-from phasegate.runtime.sharding import Shard
+from phasegate.runtime.sharding import Presence, Shard, evaluator
 from phasegate.runtime.telemetry import Telemetry
 from phasegate.traffic import WATCHED_ROUTES, RouteCache, RouteError, router_for, watched_kinds
 
@@ -76,14 +76,35 @@ def finalizer(shard: Shard | None) -> str:
 
 
 def foreign_finalizers(body: dict[str, Any], shard: Shard | None) -> list[str]:
-    """Finalizers other operator generations left (before a change of shards): the owner
-    removes them, so that a shard that is gone cannot block a deletion."""
+    """The finalizers of other layouts (an earlier or a later number of shards, or none)
+    on the rollout."""
     ours = finalizer(shard)
     return [
         f
         for f in body.get("metadata", {}).get("finalizers") or []
         if f.startswith(FINALIZER) and f != ours
     ]
+
+
+async def evaluated_elsewhere(
+    ctx: Context, body: dict[str, Any], shard: Shard | None, presence: Presence | None
+) -> str | None:
+    """The finalizer of the layout that evaluates the rollout if not this one (see
+    :mod:`phasegate.runtime.sharding`); else None, once the finalizers of layouts that are
+    gone are removed (all others', for an operator without a peering: it is the only one)."""
+    foreign = foreign_finalizers(body, shard)
+    if not foreign:
+        return None
+    gone = foreign
+    if presence is not None:
+        active = await presence.active(body["metadata"]["namespace"])
+        first = evaluator(body["metadata"].get("finalizers") or (), finalizer(shard), active)
+        if first != finalizer(shard):
+            return first
+        gone = [f for f in foreign if f not in active]
+    if gone:
+        await _remove_finalizers(ctx, body, gone)
+    return None
 
 
 def register(
@@ -95,7 +116,10 @@ def register(
     peering_lifetime: int = 15,
     shard: Shard | None = None,
     selector: str | None = None,
+    presence: Presence | None = None,
 ) -> None:
+    """``presence``: how other layouts are seen (None without a peering)."""
+
     def owned(name: str | None, namespace: str | None, **_: Any) -> bool:
         return shard is None or shard.owns(namespace, name)
 
@@ -131,7 +155,7 @@ def register(
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         ctx.evaluating.add(key)
         try:
-            await _evaluate_until_stopped(ctx, body, stopped, shard)
+            await _evaluate_until_stopped(ctx, body, stopped, shard, presence)
         finally:
             ctx.evaluating.discard(key)
             departed = key in ctx.departed
@@ -172,6 +196,9 @@ def register(
         spec, _problems = validate_spec(dict(body.get("spec") or {}))
         if spec is None:
             return
+        if other := await evaluated_elsewhere(ctx, dict(body), shard, presence):
+            logger.info(f"route left to the operator of {other}, which evaluates the rollout")
+            return
         try:
             router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
             if await asyncio.to_thread(router.restore):
@@ -183,9 +210,15 @@ def register(
 
 
 async def _evaluate_until_stopped(
-    ctx: Context, body: kopf.Body, stopped: kopf.DaemonStopped, shard: Shard | None
+    ctx: Context,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    shard: Shard | None,
+    presence: Presence | None,
 ) -> None:
-    """Evaluate the rollout, each time its last evaluation asked, until kopf stops it."""
+    """Evaluate the rollout, each time its last evaluation asked, until kopf stops it;
+    while another layout's operator evaluates it (a change of shards), look again each
+    second instead."""
     # kopf's body follows the watch, which may lag behind our own writes (or show kopf's
     # finalizer patch before our status). The rollout is evaluated as the watch shows it,
     # except while the watch has not yet caught up with our own last write: then as that
@@ -196,6 +229,7 @@ async def _evaluate_until_stopped(
     reread = False
     loop = asyncio.get_running_loop()
     due, period, late = loop.time(), 0.0, False
+    waited_for: str | None = None  # the layout evaluating the rollout meanwhile
     while not stopped:
         if (body["metadata"]["namespace"], body["metadata"]["name"]) in ctx.departed:
             return
@@ -203,8 +237,31 @@ async def _evaluate_until_stopped(
         # changes none it gave, and an evaluation changes nothing it reads.
         current = dict(body)
         meta = current["metadata"]
-        if foreign := foreign_finalizers(current, shard):
-            await _remove_finalizers(ctx, current, foreign)
+        try:
+            other = await evaluated_elsewhere(ctx, current, shard, presence)
+        except Exception as error:  # the peerings unreadable: look again, evaluate nothing
+            log.warning("other shard layouts not known", rollout=meta["name"], error=str(error))
+            await stopped.wait(5)
+            continue
+        if other is not None:
+            if other != waited_for:
+                log.info(
+                    "evaluated by another shard layout until it stops",
+                    namespace=meta["namespace"],
+                    rollout=meta["name"],
+                    by=other,
+                )
+            waited_for = other
+            await stopped.wait(presence.ttl if presence else 1.0)
+            continue
+        if waited_for is not None:  # taken over: from the API's copy, due from now
+            log.info(
+                "taken over from another shard layout",
+                namespace=meta["namespace"],
+                rollout=meta["name"],
+                after=waited_for,
+            )
+            waited_for, reread, due = None, True, loop.time()
         if written is not None and meta.get("resourceVersion") != written_over:
             written = None  # the watch has caught up with our write (or gone past it)
         try:

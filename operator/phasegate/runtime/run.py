@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
+import socket
 from dataclasses import dataclass
 
 import kopf
 import structlog
 from aiohttp import web
+from kopf._core.engines.peering import Identity  # kopf.operator's type, not re-exported
 
 from phasegate.runtime import logs
 from phasegate.runtime.health import Readiness, health_app
-from phasegate.runtime.operator import configure_kopf, make_context, register
+from phasegate.runtime.operator import configure_kopf, finalizer, make_context, register
 from phasegate.runtime.peering import await_peerings, peerings
-from phasegate.runtime.sharding import Shard
+from phasegate.runtime.sharding import Presence, Shard, peer_identity
 from phasegate.runtime.telemetry import metrics_app
 
 log = structlog.get_logger("phasegate")
@@ -85,6 +89,9 @@ async def run(options: RunOptions) -> None:
             peering_lifetime=options.peering_lifetime,
             shard=options.shard,
             selector=options.selector,
+            presence=None
+            if options.peering is None
+            else Presence(context.kube, clusterwide=not options.namespaces),
         )
     readiness = Readiness({"kopf": "kopf is starting"})
     runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
@@ -119,6 +126,10 @@ async def run(options: RunOptions) -> None:
             peering_name=options.peering,
             priority=options.priority,
             ready_flag=started,
+            # Other layouts see this one in the peering by its finalizer (runtime.sharding).
+            identity=None
+            if options.hub
+            else Identity(peer_identity(finalizer(options.shard), _own_id())),
         )
     finally:
         for task in helpers:
@@ -128,6 +139,12 @@ async def run(options: RunOptions) -> None:
             await runner.cleanup()
         await context.close()
         log.info("stopped")
+
+
+def _own_id() -> str:
+    """The pod's name where the chart sets POD_ID (as kopf reads it), else user, host and
+    process."""
+    return os.environ.get("POD_ID") or f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}"
 
 
 async def _when_started(started: asyncio.Event, readiness: Readiness) -> None:

@@ -1,26 +1,39 @@
 """Shards: N operator deployments, each owning a stable share of the rollouts.
 
 A rollout belongs to shard ``crc32("namespace/name") mod N``: the same on every replica and
-every restart, with no coordination and nothing written to the rollout. Each shard is its own
-peering (``<peering>-shard-<i>``), so each has its own standby.
+every restart, with no coordination. Each shard is its own peering (``<peering>-shard-<i>``),
+so each has its own standby.
 
-Changing N moves about (N-1)/N of the rollouts. While the shards' Deployments roll to the new
-N, a rollout can briefly be owned by an old-N and a new-N shard at once: both may evaluate it,
-and status writes conditional on the version evaluated keep that from losing or repeating a
-decision (docs/semantics.md, "Order of writes"). It is owned by none only while no shard of
-either N that owns it is up.
+Each layout (a shard I of N, or an operator not sharded) puts a finalizer of its own on the
+rollouts it owns (``phasegate.dev/finalizer-shard-I-of-N``; kopf takes its finalizer off
+objects none of its handlers match, so layouts sharing one would take it off each other's
+rollouts and put it back without end), and announces itself in its kopf peering under an
+identity that starts with that finalizer.
 
-Each shard puts a finalizer of its own on the rollouts it owns
-(``phasegate.dev/finalizer-shard-I-of-N``): kopf takes its finalizer off objects none of its
-handlers match, so shards sharing one would take it off each other's rollouts and put it
-back without end. A rollout's owner removes the finalizers of other layouts (an earlier N,
-or no sharding), so that a shard that is gone never blocks a deletion.
+Changing N moves about (N-1)/N of the rollouts, and while the shards' Deployments roll, a
+rollout is owned by an old-N and a new-N shard at once. It is evaluated by one: the layout of
+the first of its finalizers (in the order they were put on) whose layout has an active
+operator, that is a live peer of the highest priority in its peering. The newcomer waits
+while the old layout runs, and takes the rollout over when the old one stops (at once when
+it stops cleanly, within its peering lifetime when it dies), removing the finalizers of
+layouts that are gone so that none blocks a deletion. An operator without a peering
+(``--standalone``) cannot be seen by others, so it cannot be sharded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from phasegate.kube import Kube, NotFound
+
+PEERING = ("kopf.dev", "v1")
+MARK = "#"  # between the layout's finalizer and kopf's own id, in a peer's identity
 
 
 @dataclass(frozen=True)
@@ -45,3 +58,66 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+def peer_identity(finalizer: str, own: str) -> str:
+    """The operator's identity in its kopf peering: its layout's finalizer, then its own id
+    (the pod's name, or kopf's)."""
+    return f"{finalizer}{MARK}{own}"
+
+
+def evaluator(finalizers: Iterable[str], mine: str, active: frozenset[str]) -> str:
+    """The finalizer of the layout that evaluates a rollout: the first of ``finalizers``
+    that is ``mine`` or whose layout is ``active``; ``mine`` when there is none."""
+    return next((f for f in finalizers if f == mine or f in active), mine)
+
+
+def active_layouts(peerings: Iterable[dict[str, Any]], now: datetime) -> frozenset[str]:
+    """The finalizers of the layouts that have an active operator in these kopf peering
+    objects: a peer seen within its lifetime, of the highest priority among the live peers
+    of its peering (the others are paused by kopf). Peers of other software are ignored."""
+    active: set[str] = set()
+    for peering in peerings:
+        live: list[tuple[int, str]] = []
+        for identity, peer in (peering.get("status") or {}).items():
+            if MARK not in identity or not isinstance(peer, dict):
+                continue
+            try:
+                seen = datetime.fromisoformat(str(peer["lastseen"]))
+                lifetime = timedelta(seconds=float(peer.get("lifetime", 60)))
+                priority = int(peer.get("priority", 0))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) + lifetime > now:
+                live.append((priority, identity))
+        top = max((priority for priority, _ in live), default=None)
+        active.update(i.split(MARK, 1)[0] for priority, i in live if priority == top)
+    return frozenset(active)
+
+
+@dataclass
+class Presence:
+    """Which layouts have an active operator, as the kopf peering objects say: the
+    cluster-wide ones, or those of the rollout's namespace for an operator of namespaces.
+    Read when a rollout carries another layout's finalizer, and kept ``ttl`` seconds."""
+
+    kube: Kube
+    clusterwide: bool
+    ttl: float = 1.0
+    _seen: dict[str | None, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def active(self, namespace: str) -> frozenset[str]:
+        scope = None if self.clusterwide else namespace
+        async with self._lock:  # one read for the daemons that ask at once
+            kept = self._seen.get(scope)
+            if kept is not None and time.monotonic() - kept[0] < self.ttl:
+                return kept[1]
+            plural = "clusterkopfpeerings" if scope is None else "kopfpeerings"
+            try:
+                peerings = await asyncio.to_thread(self.kube.list_custom, *PEERING, plural, scope)
+            except NotFound:  # no peering kind served: nobody announces itself
+                peerings = []
+            active = active_layouts(peerings, datetime.now(UTC))
+            self._seen[scope] = (time.monotonic(), active)
+            return active

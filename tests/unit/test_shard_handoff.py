@@ -1,0 +1,80 @@
+"""Which layout evaluates a rollout several own (a change of the number of shards): the
+first of its finalizers whose layout has an active operator, as the peerings show it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from phasegate.runtime.sharding import Shard, active_layouts, evaluator, peer_identity
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+OLD, NEW = "phasegate.dev/finalizer-shard-1-of-2", "phasegate.dev/finalizer-shard-0-of-3"
+OTHER = "example.com/keep"
+
+
+def peer(priority: int, seen_ago: float, lifetime: int = 15) -> dict[str, Any]:
+    return {
+        "priority": priority,
+        "lifetime": lifetime,
+        "lastseen": (NOW - timedelta(seconds=seen_ago)).isoformat(),
+    }
+
+
+def peering(**peers: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "p"}, "status": peers}
+
+
+def test_the_first_finalizer_of_an_active_layout_evaluates() -> None:
+    finalizers = [OTHER, OLD, NEW]
+    assert evaluator(finalizers, NEW, frozenset({OLD})) == OLD  # the newcomer waits
+    assert evaluator(finalizers, OLD, frozenset({NEW})) == OLD  # the incumbent goes on
+    assert evaluator(finalizers, NEW, frozenset()) == NEW  # the old layout is gone
+    assert evaluator([OTHER], NEW, frozenset({OLD})) == NEW  # none of ours on it yet
+
+
+def test_a_layout_is_active_while_a_peer_of_it_is_live_and_not_paused() -> None:
+    old, new = peer_identity(OLD, "pod-a"), peer_identity(NEW, "pod-b")
+    assert active_layouts([peering(**{old: peer(5, 3)})], NOW) == {OLD}
+    assert active_layouts([peering(**{old: peer(5, 16)})], NOW) == set(), "past its lifetime"
+    # Two layouts in one peering: kopf pauses the lower priority.
+    assert active_layouts([peering(**{old: peer(5, 1), new: peer(9, 1)})], NOW) == {NEW}
+    # ... unless the higher one is dead.
+    assert active_layouts([peering(**{old: peer(5, 1), new: peer(9, 30)})], NOW) == {OLD}
+    # Each peering has its own active replica.
+    assert active_layouts([peering(**{old: peer(5, 1)}), peering(**{new: peer(1, 1)})], NOW) == {
+        OLD,
+        NEW,
+    }
+
+
+def test_peers_that_are_not_ours_or_are_malformed_are_ignored() -> None:
+    ours = peer_identity(OLD, "pod-a")
+    status = {
+        "someone@host/20261125/abc": peer(100, 1),  # another kopf operator: no layout
+        peer_identity(NEW, "pod-b"): {"priority": 3},  # never seen
+        peer_identity(NEW, "pod-c"): "broken",
+        ours: peer(1, 1),
+    }
+    assert active_layouts([peering(**status), {"metadata": {"name": "empty"}}], NOW) == {OLD}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_every_rollout_has_exactly_one_shard_in_a_layout(count: int) -> None:
+    names = [f"r{n}" for n in range(200)]
+    owners = [[i for i in range(count) if Shard(i, count).owns("ns", n)] for n in names]
+    assert all(len(o) == 1 for o in owners)
+    assert {o[0] for o in owners} == set(range(count))
+
+
+def test_a_shard_without_a_peering_is_refused_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from phasegate.cli.main import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "--standalone", "--shard", "0/2"])
+    assert exit.value.code == 2
+    assert "--shard with --standalone: a shard needs a peering" in capsys.readouterr().err
