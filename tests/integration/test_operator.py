@@ -142,8 +142,11 @@ def test_error_rate_above_a_rollback_trigger_during_ramp_rolls_back_within_one_i
 def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_continues(
     world: World,
 ) -> None:
-    world.start_operator()
-    world.apply(release())
+    operator = world.start_operator()
+    canary, full = release()["spec"]["phases"]
+    # A canary long enough that its one checkpoint (which the errors would fail) comes well
+    # after the hold trigger's window, on a loaded machine too.
+    world.apply(release(phases=[{**canary, "duration": "60s", "checkpoints": ["60s"]}, full]))
     world.wait(lambda s: started(s, "canary"))
     world.stack.configure_service(
         "web-canary", error_rate=0.1
@@ -156,7 +159,10 @@ def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_con
     assert world.canary_weight() == 5
     clock = held["currentPhase"]
     assert clock["heldSince"]
-    time.sleep(3)  # three evaluations (1 s interval) in which nothing may move
+    done = evaluations(operator)
+    world.wait(  # three evaluations in which nothing may move
+        lambda _: evaluations(operator) >= done + 3, what="three evaluations while held"
+    )
     assert world.status()["currentPhase"]["heldSince"] == clock["heldSince"]
     assert world.status()["state"] == "Holding"
 
@@ -170,7 +176,7 @@ def test_hold_trigger_holds_at_hold_weight_with_the_clock_stopped_and_resume_con
 def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after(
     world: World,
 ) -> None:
-    world.start_operator()
+    operator = world.start_operator()
     world.apply(release())
     world.wait(lambda s: started(s, "canary"))
     world.stack.stop_prometheus()
@@ -178,7 +184,10 @@ def test_prometheus_stopped_mid_phase_holds_without_rollback_and_continues_after
     assert held["holdReason"] == "MetricsUnavailable"
     condition = next(c for c in held["conditions"] if c["type"] == "MetricsAvailable")
     assert condition["status"] == "False" and "unreachable" in condition["message"]
-    time.sleep(3)  # three evaluations without metrics: still held, no rollback
+    done = evaluations(operator)
+    world.wait(  # three evaluations without metrics: still held, no rollback
+        lambda _: evaluations(operator) >= done + 3, what="three evaluations without metrics"
+    )
     status = world.status()
     assert status["state"] == "Holding" and phase(status) == "canary"
     assert world.canary_weight() == 10
@@ -219,7 +228,7 @@ def test_operator_killed_mid_phase_resumes_without_repeating_or_skipping(world: 
 def test_invalid_references_are_reported_and_the_route_is_left_alone(world: World) -> None:
     world.apply(route("lonely", backends=("web-stable",)))
     before = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
-    world.start_operator()
+    operator = world.start_operator()
     missing_route = release("a")
     missing_route["spec"]["trafficRouting"]["gatewayAPI"]["httpRoute"] = "nope"
     missing_backend = release("b")
@@ -237,7 +246,10 @@ def test_invalid_references_are_reported_and_the_route_is_left_alone(world: Worl
         "spec.phases[0].successCriteria[0].metric" in c["message"] and "not defined" in c["message"]
     )
     assert next(x for x in c["conditions"] if x["type"] == "Degraded")["status"] == "True"
-    time.sleep(2)  # two more evaluations of each: the routes must stay untouched
+    done = evaluations(operator)
+    world.wait(  # two more evaluations of each: the routes must stay untouched
+        lambda _: evaluations(operator) >= done + 6, name="c", what="two more of each"
+    )
     after = {name: world.route(name)["metadata"]["resourceVersion"] for name in ("web", "lonely")}
     assert after == before
 
