@@ -138,7 +138,8 @@ def test_changing_the_number_of_shards_hands_each_rollout_over_once_without_a_ga
     ones still run, then the old ones end, one stopped and one killed. While the old layout
     runs, it alone evaluates every rollout (the new shards evaluate none); when it ends,
     each rollout goes on under its new owner: each checkpoint judged once, none skipped,
-    no long gap, and only the new owner's finalizer left on it."""
+    no long gap, and only the new owner's finalizer left on it; one deleted meanwhile is
+    deleted, its route put back."""
     names = [f"m{n}" for n in range(8)]  # all 8 staying put has odds of (1/3)^8
     offsets = [f"{s}s" for s in range(4, 41, 4)]
     for name in names:
@@ -190,6 +191,12 @@ def test_changing_the_number_of_shards_hands_each_rollout_over_once_without_a_ga
         assert [evaluations(p) for p in new] == [0] * 3
         old[0].stop()
         old[1].kill()
+        # Deleted while the killed shard still counts as alive: its new owner waits for it
+        # to be seen gone, then removes its finalizer and puts the route back.
+        victim = next(n for n in names if owner(world.ns, n, 2) == 1)
+        world.stack.kubectl("delete", "prollout", victim, "-n", world.ns, "--timeout=60s")
+        assert world.canary_weight(victim) == 0, "the route is put back"
+        names.remove(victim)
         for name in names:
             status = world.wait(lambda s: s.get("state") == "Succeeded", name=name, timeout=90)
             canary = [c for c in status["checkpoints"] if c["phase"] == "canary"]

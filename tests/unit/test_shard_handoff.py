@@ -36,7 +36,7 @@ def test_the_first_finalizer_of_an_active_layout_evaluates() -> None:
 
 
 def test_a_layout_is_active_while_a_peer_of_it_is_live_and_not_paused() -> None:
-    old, new = peer_identity(OLD, "pod-a"), peer_identity(NEW, "pod-b")
+    old, new = peer_identity(OLD, "", "pod-a"), peer_identity(NEW, "", "pod-b")
     assert active_layouts([peering(**{old: peer(5, 3)})], NOW) == {OLD}
     assert active_layouts([peering(**{old: peer(5, 16)})], NOW) == set(), "past its lifetime"
     # Two layouts in one peering: kopf pauses the lower priority.
@@ -51,14 +51,24 @@ def test_a_layout_is_active_while_a_peer_of_it_is_live_and_not_paused() -> None:
 
 
 def test_peers_that_are_not_ours_or_are_malformed_are_ignored() -> None:
-    ours = peer_identity(OLD, "pod-a")
+    ours = peer_identity(OLD, "", "pod-a")
     status = {
-        "someone@host/20261125/abc": peer(100, 1),  # another kopf operator: no layout
-        peer_identity(NEW, "pod-b"): {"priority": 3},  # never seen
-        peer_identity(NEW, "pod-c"): "broken",
+        peer_identity(NEW, "", "pod-b"): {"priority": 3},  # never seen
+        peer_identity(NEW, "", "pod-c"): "broken",
         ours: peer(1, 1),
     }
     assert active_layouts([peering(**status), {"metadata": {"name": "empty"}}], NOW) == {OLD}
+    # Another kopf operator in the same peering is no layout, but it pauses ours.
+    status["someone@host/20261125/abc"] = peer(100, 1)
+    assert active_layouts([peering(**status)], NOW) == set()
+
+
+def test_operators_of_another_selector_are_not_layouts_of_ours() -> None:
+    """Another release (--selector team=a) with the same layout names watches other rollouts:
+    its live operators do not keep ours (team=b) from taking over their own."""
+    other = {peer_identity(OLD, "team=a", "pod-a"): peer(5, 1)}
+    assert active_layouts([peering(**other)], NOW, family="team=b") == set()
+    assert active_layouts([peering(**other)], NOW, family="team=a") == {OLD}
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7])

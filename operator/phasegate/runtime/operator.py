@@ -87,22 +87,20 @@ def foreign_finalizers(body: dict[str, Any], shard: Shard | None) -> list[str]:
 
 
 async def evaluated_elsewhere(
-    ctx: Context, body: dict[str, Any], shard: Shard | None, presence: Presence | None
+    ctx: Context, body: dict[str, Any], shard: Shard | None, presence: Presence
 ) -> str | None:
     """The finalizer of the layout that evaluates the rollout if not this one (see
     :mod:`phasegate.runtime.sharding`); else None, once the finalizers of layouts that are
-    gone are removed (all others', for an operator without a peering: it is the only one)."""
+    gone are removed (raises :class:`FinalizersKept` if they could not be)."""
+    finalizers = body["metadata"].get("finalizers") or []
     foreign = foreign_finalizers(body, shard)
     if not foreign:
         return None
-    gone = foreign
-    if presence is not None:
-        active = await presence.active(body["metadata"]["namespace"])
-        first = evaluator(body["metadata"].get("finalizers") or (), finalizer(shard), active)
-        if first != finalizer(shard):
-            return first
-        gone = [f for f in foreign if f not in active]
-    if gone:
+    active = await presence.active(body["metadata"]["namespace"])
+    first = evaluator(finalizers, finalizer(shard), active)
+    if first != finalizer(shard):
+        return first
+    if gone := [f for f in foreign if f not in active]:
         await _remove_finalizers(ctx, body, gone)
     return None
 
@@ -118,7 +116,8 @@ def register(
     selector: str | None = None,
     presence: Presence | None = None,
 ) -> None:
-    """``presence``: how other layouts are seen (None without a peering)."""
+    """``presence``: how other layouts are seen (by default, none is)."""
+    seen = presence or Presence(context.kube, clusterwide=True, standalone=True)
 
     def owned(name: str | None, namespace: str | None, **_: Any) -> bool:
         return shard is None or shard.owns(namespace, name)
@@ -155,7 +154,7 @@ def register(
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         ctx.evaluating.add(key)
         try:
-            await _evaluate_until_stopped(ctx, body, stopped, shard, presence)
+            await _evaluate_until_stopped(ctx, body, stopped, shard, seen)
         finally:
             ctx.evaluating.discard(key)
             departed = key in ctx.departed
@@ -196,9 +195,12 @@ def register(
         spec, _problems = validate_spec(dict(body.get("spec") or {}))
         if spec is None:
             return
-        if other := await evaluated_elsewhere(ctx, dict(body), shard, presence):
-            logger.info(f"route left to the operator of {other}, which evaluates the rollout")
-            return
+        try:
+            other = await evaluated_elsewhere(ctx, dict(body), shard, seen)
+        except FinalizersKept as kept:  # none would remove them later: kopf asks again
+            raise kopf.TemporaryError(str(kept), delay=2) from None
+        if other is not None:  # this layout's finalizer stays until that one is done
+            raise kopf.TemporaryError(f"the operator of {other} evaluates it", delay=2)
         try:
             router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
             if await asyncio.to_thread(router.restore):
@@ -214,7 +216,7 @@ async def _evaluate_until_stopped(
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
     shard: Shard | None,
-    presence: Presence | None,
+    presence: Presence,
 ) -> None:
     """Evaluate the rollout, each time its last evaluation asked, until kopf stops it;
     while another layout's operator evaluates it (a change of shards), look again each
@@ -237,8 +239,14 @@ async def _evaluate_until_stopped(
         # changes none it gave, and an evaluation changes nothing it reads.
         current = dict(body)
         meta = current["metadata"]
+        if finalizer(shard) not in (meta.get("finalizers") or ()):
+            await stopped.wait(0.2)  # kopf puts it on first: then its place says who evaluates
+            continue
         try:
             other = await evaluated_elsewhere(ctx, current, shard, presence)
+        except FinalizersKept as kept:  # the next evaluation tries again
+            log.info(str(kept), namespace=meta["namespace"], rollout=meta["name"])
+            other = None
         except Exception as error:  # the peerings unreadable: look again, evaluate nothing
             log.warning("other shard layouts not known", rollout=meta["name"], error=str(error))
             await stopped.wait(5)
@@ -252,7 +260,7 @@ async def _evaluate_until_stopped(
                     by=other,
                 )
             waited_for = other
-            await stopped.wait(presence.ttl if presence else 1.0)
+            await stopped.wait(presence.ttl)
             continue
         if waited_for is not None:  # taken over: from the API's copy, due from now
             log.info(
@@ -338,9 +346,13 @@ def watchable_kinds(kube: Kube, namespaces: tuple[str, ...]) -> set[tuple[str, s
     return allowed
 
 
+class FinalizersKept(Exception):
+    """The finalizers of layouts that are gone could not be removed (yet)."""
+
+
 async def _remove_finalizers(ctx: Context, body: dict[str, Any], names: list[str]) -> None:
     """Remove ``names`` from the rollout's finalizers, over the list as read (a JSON patch
-    that tests it): a list changed meanwhile is left for the next evaluation."""
+    that tests it): a list changed meanwhile is refused, and :class:`FinalizersKept` says so."""
     meta = body["metadata"]
     current = list(meta.get("finalizers") or [])
     kept = [f for f in current if f not in names]
@@ -348,24 +360,17 @@ async def _remove_finalizers(ctx: Context, body: dict[str, Any], names: list[str
         {"op": "test", "path": "/metadata/finalizers", "value": current},
         {"op": "replace", "path": "/metadata/finalizers", "value": kept},
     ]
+    where = (GROUP, VERSION, PLURAL, meta["namespace"], meta["name"])
     try:
-        await asyncio.to_thread(
-            ctx.kube.json_patch_custom,
-            GROUP,
-            VERSION,
-            PLURAL,
-            meta["namespace"],
-            meta["name"],
-            patch,
-        )
-        log.info(
-            "removed finalizers of another shard layout",
-            namespace=meta["namespace"],
-            rollout=meta["name"],
-            finalizers=names,
-        )
-    except Exception as error:  # the next evaluation tries again
-        log.info("finalizers not removed yet", rollout=meta["name"], error=str(error))
+        await asyncio.to_thread(ctx.kube.json_patch_custom, *where, patch)
+    except Exception as error:
+        raise FinalizersKept(f"finalizers of layouts gone not removed yet: {error}") from None
+    log.info(
+        "removed finalizers of layouts gone",
+        namespace=meta["namespace"],
+        rollout=meta["name"],
+        finalizers=names,
+    )
 
 
 def make_context(

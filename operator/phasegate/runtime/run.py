@@ -89,9 +89,12 @@ async def run(options: RunOptions) -> None:
             peering_lifetime=options.peering_lifetime,
             shard=options.shard,
             selector=options.selector,
-            presence=None
-            if options.peering is None
-            else Presence(context.kube, clusterwide=not options.namespaces),
+            presence=Presence(
+                context.kube,
+                clusterwide=not options.namespaces,
+                family=options.selector or "",
+                standalone=options.peering is None,
+            ),
         )
     readiness = Readiness({"kopf": "kopf is starting"})
     runners = [  # our health server, not kopf's liveness endpoint: it also answers /readyz
@@ -129,7 +132,9 @@ async def run(options: RunOptions) -> None:
             # Other layouts see this one in the peering by its finalizer (runtime.sharding).
             identity=None
             if options.hub
-            else Identity(peer_identity(finalizer(options.shard), _own_id())),
+            else Identity(
+                peer_identity(finalizer(options.shard), options.selector or "", _own_id())
+            ),
         )
     finally:
         for task in helpers:

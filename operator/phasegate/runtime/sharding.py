@@ -8,16 +8,19 @@ Each layout (a shard I of N, or an operator not sharded) puts a finalizer of its
 rollouts it owns (``phasegate.dev/finalizer-shard-I-of-N``; kopf takes its finalizer off
 objects none of its handlers match, so layouts sharing one would take it off each other's
 rollouts and put it back without end), and announces itself in its kopf peering under an
-identity that starts with that finalizer.
+identity made of that finalizer, its family (its ``--selector``: operators of another
+selector watch other rollouts) and its own id.
 
 Changing N moves about (N-1)/N of the rollouts, and while the shards' Deployments roll, a
 rollout is owned by an old-N and a new-N shard at once. It is evaluated by one: the layout of
 the first of its finalizers (in the order they were put on) whose layout has an active
-operator, that is a live peer of the highest priority in its peering. The newcomer waits
-while the old layout runs, and takes the rollout over when the old one stops (at once when
-it stops cleanly, within its peering lifetime when it dies), removing the finalizers of
-layouts that are gone so that none blocks a deletion. An operator without a peering
-(``--standalone``) cannot be seen by others, so it cannot be sharded.
+operator of the family, that is a live peer of the highest priority in its peering; an
+operator evaluates nothing before its own finalizer is on. The newcomer waits while the old
+layout runs, and takes the rollout over when the old one stops (at once when it stops
+cleanly, within its peering lifetime when it dies), removing the finalizers of layouts that
+are gone so that none blocks a deletion. An operator without a peering (``--standalone``)
+cannot be seen by others, so it cannot be sharded; it still leaves a rollout to an active
+layout that had it first.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from phasegate.kube import Kube, NotFound
+from phasegate.kube import Forbidden, Kube, NotFound
 
 PEERING = ("kopf.dev", "v1")
 MARK = "#"  # between the layout's finalizer and kopf's own id, in a peer's identity
@@ -60,10 +63,10 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def peer_identity(finalizer: str, own: str) -> str:
-    """The operator's identity in its kopf peering: its layout's finalizer, then its own id
-    (the pod's name, or kopf's)."""
-    return f"{finalizer}{MARK}{own}"
+def peer_identity(finalizer: str, family: str, own: str) -> str:
+    """The operator's identity in its kopf peering: its layout's finalizer, its family (the
+    rollouts it watches: its ``--selector``, empty for all), then its own id."""
+    return MARK.join((finalizer, family, own))
 
 
 def evaluator(finalizers: Iterable[str], mine: str, active: frozenset[str]) -> str:
@@ -72,15 +75,18 @@ def evaluator(finalizers: Iterable[str], mine: str, active: frozenset[str]) -> s
     return next((f for f in finalizers if f == mine or f in active), mine)
 
 
-def active_layouts(peerings: Iterable[dict[str, Any]], now: datetime) -> frozenset[str]:
-    """The finalizers of the layouts that have an active operator in these kopf peering
-    objects: a peer seen within its lifetime, of the highest priority among the live peers
-    of its peering (the others are paused by kopf). Peers of other software are ignored."""
+def active_layouts(
+    peerings: Iterable[dict[str, Any]], now: datetime, family: str = ""
+) -> frozenset[str]:
+    """The finalizers of the layouts of ``family`` that have an active operator in these kopf
+    peering objects: a peer seen within its lifetime, of the highest priority among the live
+    peers of its peering (kopf pauses the others). Operators of another family (another
+    --selector: other rollouts) and other kopf operators are not layouts of ours."""
     active: set[str] = set()
     for peering in peerings:
         live: list[tuple[int, str]] = []
         for identity, peer in (peering.get("status") or {}).items():
-            if MARK not in identity or not isinstance(peer, dict):
+            if not isinstance(peer, dict):
                 continue
             try:
                 seen = datetime.fromisoformat(str(peer["lastseen"]))
@@ -91,18 +97,25 @@ def active_layouts(peerings: Iterable[dict[str, Any]], now: datetime) -> frozens
             if (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) + lifetime > now:
                 live.append((priority, identity))
         top = max((priority for priority, _ in live), default=None)
-        active.update(i.split(MARK, 1)[0] for priority, i in live if priority == top)
+        for priority, identity in live:
+            parts = identity.split(MARK, 2)
+            if priority == top and len(parts) == 3 and parts[1] == family:
+                active.add(parts[0])
     return frozenset(active)
 
 
 @dataclass
 class Presence:
-    """Which layouts have an active operator, as the kopf peering objects say: the
-    cluster-wide ones, or those of the rollout's namespace for an operator of namespaces.
-    Read when a rollout carries another layout's finalizer, and kept ``ttl`` seconds."""
+    """Which layouts of ``family`` have an active operator, as the kopf peering objects say:
+    the cluster-wide ones, or those of the rollout's namespace for an operator of
+    namespaces. Read when a rollout carries another layout's finalizer, and kept ``ttl``
+    seconds. ``standalone``: an operator without a peering, which may not be allowed to
+    read them, takes peerings it may not read as nobody's."""
 
     kube: Kube
     clusterwide: bool
+    family: str = ""
+    standalone: bool = False
     ttl: float = 1.0
     _seen: dict[str | None, tuple[float, frozenset[str]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -118,6 +131,10 @@ class Presence:
                 peerings = await asyncio.to_thread(self.kube.list_custom, *PEERING, plural, scope)
             except NotFound:  # no peering kind served: nobody announces itself
                 peerings = []
-            active = active_layouts(peerings, datetime.now(UTC))
+            except Forbidden:
+                if not self.standalone:
+                    raise
+                peerings = []
+            active = active_layouts(peerings, datetime.now(UTC), self.family)
             self._seen[scope] = (time.monotonic(), active)
             return active
