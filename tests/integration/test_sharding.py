@@ -218,6 +218,43 @@ def test_changing_the_number_of_shards_hands_each_rollout_over_once_without_a_ga
             )
 
 
+def test_a_rollout_deleted_between_two_layouts_is_finished_by_its_new_owner(
+    world: World,
+) -> None:
+    """Deleted while no operator of its layout runs and before the new layout put its
+    finalizer on it (kopf calls no deletion handler then): the new owner restores the route
+    and removes the old finalizer, so the deletion completes."""
+    names = ["d0", "d1"]
+    for name in names:
+        spec = release(name)["spec"]
+        spec["trafficRouting"]["gatewayAPI"]["httpRoute"] = name
+        spec["phases"] = [{**spec["phases"][0], "duration": "10m", "checkpoints": ["10m"]}]
+        world.apply(route(name), release(name, **spec))
+    peering = [f"{world.peering}-old", *(f"{world.peering}-new-{i}" for i in range(2))]
+    with peerings(world, *peering):
+        old = world.start_operator("old", "--peering", peering[0], "--peering-lifetime", "3")
+        for name in names:
+            world.wait(lambda s: s.get("canaryWeight") == 10, name=name, what=f"{name}'s canary")
+        old.stop()
+        for name in names:
+            world.stack.kubectl("delete", "prollout", name, "-n", world.ns, "--wait=false")
+        for i in range(2):
+            world.start_operator(
+                f"new-{i}",
+                "--shard",
+                f"{i}/2",
+                "--peering",
+                peering[1 + i],
+                "--peering-lifetime",
+                "3",
+            )
+        for name in names:
+            world.stack.kubectl(
+                "wait", "--for=delete", f"prollout/{name}", "-n", world.ns, "--timeout=60s"
+            )
+            assert world.canary_weight(name) == 0, f"{name}'s route is put back"
+
+
 def test_operators_split_by_labels_and_a_relabelled_rollout_moves_to_the_other(
     world: World,
 ) -> None:

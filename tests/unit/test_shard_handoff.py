@@ -3,12 +3,13 @@ first of its finalizers whose layout has an active operator, as the peerings sho
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from phasegate.runtime.sharding import Shard, active_layouts, evaluator, peer_identity
+from phasegate.runtime.sharding import Presence, Shard, active_layouts, evaluator, peer_identity
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 OLD, NEW = "phasegate.dev/finalizer-shard-1-of-2", "phasegate.dev/finalizer-shard-0-of-3"
@@ -43,6 +44,8 @@ def test_a_layout_is_active_while_a_peer_of_it_is_live_and_not_paused() -> None:
     assert active_layouts([peering(**{old: peer(5, 1), new: peer(9, 1)})], NOW) == {NEW}
     # ... unless the higher one is dead.
     assert active_layouts([peering(**{old: peer(5, 1), new: peer(9, 30)})], NOW) == {OLD}
+    # Two at the same top priority: kopf pauses both.
+    assert active_layouts([peering(**{old: peer(9, 1), new: peer(9, 1)})], NOW) == set()
     # Each peering has its own active replica.
     assert active_layouts([peering(**{old: peer(5, 1)}), peering(**{new: peer(1, 1)})], NOW) == {
         OLD,
@@ -88,3 +91,30 @@ def test_a_shard_without_a_peering_is_refused_with_the_reason(
         main(["run", "--standalone", "--shard", "0/2"])
     assert exit.value.code == 2
     assert "--shard with --standalone: a shard needs a peering" in capsys.readouterr().err
+
+
+class CountingKube:
+    """Answers the peering list, counting the reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def list_custom(self, *_: Any) -> list[dict[str, Any]]:
+        self.reads += 1
+        seen = {"priority": 1, "lifetime": 15, "lastseen": datetime.now(UTC).isoformat()}
+        return [peering(**{peer_identity(OLD, "", "pod-a"): seen})]
+
+
+def test_presence_is_read_once_for_the_daemons_that_ask_at_once_and_fresh_when_asked() -> None:
+    kube = CountingKube()
+    presence = Presence(kube, clusterwide=True, ttl=60)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(presence.active("ns") for _ in range(50)))
+        assert set(answers) == {frozenset({OLD})} and kube.reads == 1
+        await presence.active("other-ns")  # cluster-wide: the same peerings
+        assert kube.reads == 1
+        await presence.active("ns", fresh=True)  # about to call a layout gone: read again
+        assert kube.reads == 2
+
+    asyncio.run(scenario())

@@ -100,8 +100,13 @@ async def evaluated_elsewhere(
     first = evaluator(finalizers, finalizer(shard), active)
     if first != finalizer(shard):
         return first
-    if gone := [f for f in foreign if f not in active]:
-        await _remove_finalizers(ctx, body, gone)
+    if any(f not in active for f in foreign):  # gone: make sure, then remove them
+        active = await presence.active(body["metadata"]["namespace"], fresh=True)
+        first = evaluator(finalizers, finalizer(shard), active)
+        if first != finalizer(shard):
+            return first
+        if gone := [f for f in foreign if f not in active]:
+            await _remove_finalizers(ctx, body, gone)
     return None
 
 
@@ -165,16 +170,30 @@ def register(
                 ctx.telemetry.forget_rollout(*key)
                 ctx.forget(*key)
 
+    finishing: dict[tuple[str, str], asyncio.Task[None]] = {}
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="departures")
     async def departures(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """A rollout that leaves the watch without being deleted (relabelled out of the
-        operator's --selector) is not stopped by kopf: its daemon ends at its next wake-up."""
+        operator's --selector) is not stopped by kopf: its daemon ends at its next wake-up.
+        One deleted with only the finalizers of other layouts on it is finished here."""
         ctx: Context = memo["context"]
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if type == "DELETED" and key in ctx.evaluating:
             ctx.departed.add(key)
         elif type != "DELETED":
             ctx.departed.discard(key)
+        meta = body["metadata"]
+        if (
+            type != "DELETED"
+            and meta.get("deletionTimestamp")
+            and owned(meta["name"], meta["namespace"])
+            and finalizer(shard) not in (meta.get("finalizers") or ())
+            and foreign_finalizers(dict(body), shard)
+            and key not in finishing
+        ):
+            finishing[key] = asyncio.create_task(_finish_deletion(ctx, *key, shard, seen))
+            finishing[key].add_done_callback(lambda _: finishing.pop(key, None))
 
     # The routes' watches keep the copies evaluations read (traffic.cache); only the kinds
     # the operator may list and watch (its --traffic-providers) are watched.
@@ -211,6 +230,39 @@ def register(
         ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+async def _finish_deletion(
+    ctx: Context, namespace: str, name: str, shard: Shard | None, presence: Presence
+) -> None:
+    """A rollout deleted with none of this layout's finalizer on it, only those of others
+    (kopf calls no deletion handler then, and adds none during a deletion): while one of
+    those layouts is active, it finishes the deletion; once none is, this owner restores the
+    route and removes their finalizers. Asks again every 2 s until the rollout is gone."""
+    while True:
+        try:
+            body = await asyncio.to_thread(ctx.kube.get_rollout, namespace, name)
+            foreign = foreign_finalizers(body, shard)
+            if not foreign or finalizer(shard) in (body["metadata"].get("finalizers") or ()):
+                return  # nothing of other layouts left, or kopf's deletion handler has it
+            active = await presence.active(namespace, fresh=True)
+            if not any(f in active for f in foreign):
+                spec, _problems = validate_spec(dict(body.get("spec") or {}))
+                if spec is not None:
+                    try:
+                        router = router_for(spec, namespace, ctx.kube)
+                        await asyncio.to_thread(router.restore)
+                    except RouteError as error:
+                        log.info("route not restored", rollout=name, error=str(error))
+                await _remove_finalizers(ctx, body, foreign)
+                ctx.telemetry.forget_rollout(namespace, name)
+                ctx.forget(namespace, name)
+                return
+        except NotFound:
+            return
+        except Exception as error:  # (FinalizersKept, the API): ask again
+            log.info("deletion not finished yet", rollout=name, error=str(error))
+        await asyncio.sleep(2)
+
+
 async def _evaluate_until_stopped(
     ctx: Context,
     body: kopf.Body,
@@ -232,6 +284,7 @@ async def _evaluate_until_stopped(
     loop = asyncio.get_running_loop()
     due, period, late = loop.time(), 0.0, False
     waited_for: str | None = None  # the layout evaluating the rollout meanwhile
+    seen = presence.standalone  # (an operator without a peering cannot be seen)
     while not stopped:
         if (body["metadata"]["namespace"], body["metadata"]["name"]) in ctx.departed:
             return
@@ -243,6 +296,11 @@ async def _evaluate_until_stopped(
             await stopped.wait(0.2)  # kopf puts it on first: then its place says who evaluates
             continue
         try:
+            if not seen:  # others see this layout before it evaluates anything
+                seen = finalizer(shard) in await presence.active(meta["namespace"])
+                if not seen:
+                    await stopped.wait(0.2)
+                    continue
             other = await evaluated_elsewhere(ctx, current, shard, presence)
         except FinalizersKept as kept:  # the next evaluation tries again
             log.info(str(kept), namespace=meta["namespace"], rollout=meta["name"])

@@ -80,8 +80,9 @@ def active_layouts(
 ) -> frozenset[str]:
     """The finalizers of the layouts of ``family`` that have an active operator in these kopf
     peering objects: a peer seen within its lifetime, of the highest priority among the live
-    peers of its peering (kopf pauses the others). Operators of another family (another
-    --selector: other rollouts) and other kopf operators are not layouts of ours."""
+    peers of its peering, and alone at it (kopf pauses the others). Operators of another
+    family (another --selector: other rollouts) and other kopf operators are no layouts of
+    ours."""
     active: set[str] = set()
     for peering in peerings:
         live: list[tuple[int, str]] = []
@@ -96,10 +97,10 @@ def active_layouts(
                 continue
             if (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) + lifetime > now:
                 live.append((priority, identity))
-        top = max((priority for priority, _ in live), default=None)
-        for priority, identity in live:
-            parts = identity.split(MARK, 2)
-            if priority == top and len(parts) == 3 and parts[1] == family:
+        tops = [i for p, i in live if p == max(p for p, _ in live)]
+        if len(tops) == 1:  # (kopf pauses every peer of a shared top priority)
+            parts = tops[0].split(MARK, 2)
+            if len(parts) == 3 and parts[1] == family:
                 active.add(parts[0])
     return frozenset(active)
 
@@ -120,13 +121,18 @@ class Presence:
     _seen: dict[str | None, tuple[float, frozenset[str]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def active(self, namespace: str) -> frozenset[str]:
+    async def active(self, namespace: str, *, fresh: bool = False) -> frozenset[str]:
+        """``fresh``: read now, not from what was read within ``ttl``."""
         scope = None if self.clusterwide else namespace
+        asked = time.monotonic()
         async with self._lock:  # one read for the daemons that ask at once
             kept = self._seen.get(scope)
-            if kept is not None and time.monotonic() - kept[0] < self.ttl:
-                return kept[1]
+            if kept is not None:  # a read begun since asked, or within ttl if not fresh
+                read_at, known = kept
+                if read_at >= asked or (not fresh and asked - read_at < self.ttl):
+                    return known
             plural = "clusterkopfpeerings" if scope is None else "kopfpeerings"
+            reading = time.monotonic()
             try:
                 peerings = await asyncio.to_thread(self.kube.list_custom, *PEERING, plural, scope)
             except NotFound:  # no peering kind served: nobody announces itself
@@ -136,5 +142,5 @@ class Presence:
                     raise
                 peerings = []
             active = active_layouts(peerings, datetime.now(UTC), self.family)
-            self._seen[scope] = (time.monotonic(), active)
+            self._seen[scope] = (reading, active)
             return active
