@@ -1,6 +1,7 @@
 """Three shards, each its own peering: every rollout is evaluated by exactly one operator, and
-a shard whose active replica dies is taken over by its standby, not by another shard. And
-operators split by labels (--selector): each sees only its own, and a relabelled rollout moves."""
+a shard whose active replica dies is taken over by its standby, not by another shard. A change
+of the number of shards hands each rollout over once, deletions included. And operators split
+by labels (--selector): each sees only its own, and a relabelled rollout moves."""
 
 from __future__ import annotations
 
