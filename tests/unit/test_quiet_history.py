@@ -8,6 +8,7 @@ from typing import Any, cast
 from phasegate.api.status import PhaseRecord, RolloutStatus, State
 from phasegate.engine import Evaluation
 from phasegate.runtime.reconcile import Context, _quiet_history
+from phasegate.runtime.telemetry import Telemetry
 
 STORED = RolloutStatus(state=State.PROGRESSING, phase_history=[PhaseRecord(name="canary")])
 WORSE = [PhaseRecord(name="canary", held_for=timedelta(seconds=1))]  # any history change
@@ -18,7 +19,7 @@ def evaluation(status: RolloutStatus) -> Evaluation:
 
 
 def context() -> Context:
-    return Context(kube=cast(Any, None), telemetry=cast(Any, None))
+    return Context(kube=cast(Any, None), telemetry=Telemetry())
 
 
 def test_a_history_change_alone_is_kept_in_memory_and_not_written() -> None:

@@ -20,6 +20,7 @@ import kopf
 import structlog
 
 from phasegate import GROUP, PLURAL, VERSION
+from phasegate.api.spec import RolloutSpec
 from phasegate.api.validation import validate_spec
 from phasegate.kube import Kube, NotFound
 from phasegate.runtime.reconcile import Context, evaluate_once
@@ -93,20 +94,16 @@ async def evaluated_elsewhere(
     :mod:`phasegate.runtime.sharding`); else None, once the finalizers of layouts that are
     gone are removed (raises :class:`FinalizersKept` if they could not be)."""
     finalizers = body["metadata"].get("finalizers") or []
-    foreign = foreign_finalizers(body, shard)
-    if not foreign:
+    if not (foreign := foreign_finalizers(body, shard)):
         return None
-    active = await presence.active(body["metadata"]["namespace"])
-    first = evaluator(finalizers, finalizer(shard), active)
-    if first != finalizer(shard):
-        return first
-    if any(f not in active for f in foreign):  # gone: make sure, then remove them
-        active = await presence.active(body["metadata"]["namespace"], fresh=True)
-        first = evaluator(finalizers, finalizer(shard), active)
-        if first != finalizer(shard):
+    for fresh in (False, True):  # a layout is taken for gone only on a fresh read
+        active = await presence.active(body["metadata"]["namespace"], fresh=fresh)
+        if (first := evaluator(finalizers, finalizer(shard), active)) != finalizer(shard):
             return first
-        if gone := [f for f in foreign if f not in active]:
-            await _remove_finalizers(ctx, body, gone)
+        gone = [f for f in foreign if f not in active]
+        if not gone:
+            return None
+    await _remove_finalizers(ctx, body, gone)
     return None
 
 
@@ -167,7 +164,6 @@ def register(
             if departed or (stopped.reason is not None and stopped.reason & NO_LONGER_HERE):
                 # Deleted, out of this operator's selection or shard, or another replica
                 # acts: nothing of the rollout stays in this one's memory and metrics.
-                ctx.telemetry.forget_rollout(*key)
                 ctx.forget(*key)
 
     finishing: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -220,14 +216,20 @@ def register(
             raise kopf.TemporaryError(str(kept), delay=2) from None
         if other is not None:  # this layout's finalizer stays until that one is done
             raise kopf.TemporaryError(f"the operator of {other} evaluates it", delay=2)
-        try:
-            router = router_for(spec, body["metadata"]["namespace"], ctx.kube)
-            if await asyncio.to_thread(router.restore):
-                logger.info(f"{router.kind} weights restored to what they were before the rollout")
-        except RouteError as error:
-            logger.info(f"route not restored: {error}")
-        ctx.telemetry.forget_rollout(body["metadata"]["namespace"], body["metadata"]["name"])
+        if said := await _restore_route(ctx, body["metadata"]["namespace"], spec):
+            logger.info(said)
         ctx.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+async def _restore_route(ctx: Context, namespace: str, spec: RolloutSpec) -> str | None:
+    """Put the rollout's route back as it was before the rollout; what was done, if anything."""
+    try:
+        router = router_for(spec, namespace, ctx.kube)
+        if await asyncio.to_thread(router.restore):
+            return f"{router.kind} weights restored to what they were before the rollout"
+    except RouteError as error:
+        return f"route not restored: {error}"
+    return None
 
 
 async def _finish_deletion(
@@ -246,14 +248,9 @@ async def _finish_deletion(
             active = await presence.active(namespace, fresh=True)
             if not any(f in active for f in foreign):
                 spec, _problems = validate_spec(dict(body.get("spec") or {}))
-                if spec is not None:
-                    try:
-                        router = router_for(spec, namespace, ctx.kube)
-                        await asyncio.to_thread(router.restore)
-                    except RouteError as error:
-                        log.info("route not restored", rollout=name, error=str(error))
+                if spec is not None and (said := await _restore_route(ctx, namespace, spec)):
+                    log.info(said, namespace=namespace, rollout=name)
                 await _remove_finalizers(ctx, body, foreign)
-                ctx.telemetry.forget_rollout(namespace, name)
                 ctx.forget(namespace, name)
                 return
         except NotFound:

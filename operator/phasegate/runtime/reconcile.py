@@ -103,7 +103,9 @@ class Context:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept in memory for a rollout gone from this operator: deleted, or
-        another's now (its routes too: another rollout that reads one reads it again)."""
+        another's now (its routes too: another rollout that reads one reads it again), and
+        its series in the operator's metrics."""
+        self.telemetry.forget_rollout(namespace, name)
         self.unwritten_history.pop((namespace, name), None)
         self.specs.pop((namespace, name), None)
         for route in self.routes_read.pop((namespace, name), ()):

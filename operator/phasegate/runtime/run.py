@@ -147,8 +147,8 @@ async def run(options: RunOptions) -> None:
 
 
 def _own_id() -> str:
-    """The pod's name where the chart sets POD_ID (as kopf reads it), else user, host and
-    process."""
+    """``$POD_ID`` where it is set (kopf reads the same), else user, host and process (the
+    host is the pod's name in a pod)."""
     return os.environ.get("POD_ID") or f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}"
 
 
